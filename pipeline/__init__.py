@@ -1,0 +1,1 @@
+"""Customer segmentation on retail transactions with somtorch."""

@@ -1,0 +1,102 @@
+"""Read transaction tables (CSV, gzip CSV, Parquet) and give every input row a stable ``row_id``.
+
+``row_id`` is the 0-based position of the row in the input file. It travels with the row through cleaning
+(kept rows and dropped rows alike) to ``result.csv`` and ``dropped_rows.csv``, so any output row can be traced
+back to its line in the input (line number = row_id + 2 for a CSV with a header).
+"""
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+logger = logging.getLogger(__name__)
+
+ROW_ID = "row_id"
+
+CSV_SUFFIXES = (".csv", ".csv.gz")
+PARQUET_SUFFIXES = (".parquet", ".pq")
+SUPPORTED_SUFFIXES = CSV_SUFFIXES + PARQUET_SUFFIXES
+
+BIGBAZAAR_COLUMNS = (
+    "customerID", "DOB", "Gender", "State", "PinCode", "transactionDate", "store_code", "store_description",
+    "till_no", "transaction_number_by_till", "promo_code", "promotion_description", "product_code",
+    "product_description", "sale_price_after_promo", "discountUsed",
+)
+# Text columns of cproducts.csv are read as text so zero-padded promo codes ('0000971754') and ids survive;
+# the numeric columns are left to inference, and cleaning converts (and reports) anything unparseable.
+BIGBAZAAR_DTYPES: Mapping[str, Any] = {
+    "customerID": str, "DOB": str, "Gender": str, "State": str, "transactionDate": str,
+    "store_description": str, "promo_code": str, "promotion_description": str,
+    "product_description": str, "discountUsed": str,
+}
+
+
+def read_table(
+    path: str | os.PathLike,
+    *,
+    dtype: Mapping[str, Any] | None = None,
+    usecols: Iterable[str] | None = None,
+    nrows: int | None = None,
+) -> pd.DataFrame:
+    """Read a CSV (``.csv``, ``.csv.gz``) or Parquet (``.parquet``, ``.pq``) file and add ``row_id``.
+
+    Returns the file's columns with ``row_id`` (int64, 0..n-1, the position in the file) inserted first.
+    A file that already carries a ``row_id`` column (e.g. one written by this pipeline) keeps its own ids,
+    which must be unique integers. ``nrows`` reads only the first rows (their ids are still positions).
+    """
+    table_path = Path(path)
+    if not table_path.is_file():
+        raise FileNotFoundError(f"input table not found: {table_path}")
+    name = table_path.name.lower()
+    columns = list(usecols) if usecols is not None else None
+    if name.endswith(CSV_SUFFIXES):
+        frame = pd.read_csv(table_path, dtype=dict(dtype) if dtype else None, usecols=columns, nrows=nrows)
+    elif name.endswith(PARQUET_SUFFIXES):
+        frame = pd.read_parquet(table_path, columns=columns)
+        if nrows is not None:
+            frame = frame.head(nrows)
+        if dtype:
+            frame = frame.astype({column: kind for column, kind in dtype.items() if column in frame.columns})
+    else:
+        raise ValueError(
+            f"unsupported table file {table_path.name!r}: supported suffixes are {', '.join(SUPPORTED_SUFFIXES)}"
+        )
+    logger.info("read %d rows x %d columns from %s", len(frame), frame.shape[1], table_path)
+    return with_row_id(frame)
+
+
+def read_bigbazaar(path: str | os.PathLike, *, nrows: int | None = None) -> pd.DataFrame:
+    """Read a Big Bazaar ``cproducts.csv``-style table (16 columns) with text columns kept as text."""
+    frame = read_table(path, dtype=BIGBAZAAR_DTYPES, nrows=nrows)
+    require_columns(frame, BIGBAZAAR_COLUMNS, what=f"Big Bazaar transactions file {Path(path).name}")
+    return frame
+
+
+def with_row_id(frame: pd.DataFrame) -> pd.DataFrame:
+    """Return ``frame`` with ``row_id`` as its first column: kept if present (validated), else 0..n-1."""
+    if ROW_ID in frame.columns:
+        row_ids = frame[ROW_ID]
+        if not pd.api.types.is_integer_dtype(row_ids):
+            raise TypeError(f"column {ROW_ID!r} must hold integers, got dtype {row_ids.dtype}")
+        if row_ids.duplicated().any():
+            duplicates = row_ids[row_ids.duplicated()].unique()[:5].tolist()
+            raise ValueError(f"column {ROW_ID!r} has duplicate ids, e.g. {duplicates}")
+        return frame
+    labelled = frame.reset_index(drop=True)
+    labelled.insert(0, ROW_ID, np.arange(len(labelled), dtype=np.int64))
+    return labelled
+
+
+def require_columns(frame: pd.DataFrame, columns: Iterable[str], *, what: str) -> None:
+    """Raise ValueError naming every column of ``columns`` missing from ``frame`` and the columns present."""
+    missing = [column for column in columns if column not in frame.columns]
+    if missing:
+        raise ValueError(
+            f"{what} is missing column(s) {missing}; columns present: {list(map(str, frame.columns))}"
+        )

@@ -1,0 +1,9 @@
+"""somtorch: Self-Organizing Maps on CPU or CUDA with PyTorch.
+
+>>> from somtorch import SOM
+>>> som = SOM(10, 10, input_len=4, sigma=1.5, random_seed=0, device="cpu")
+"""
+from .som import SOM
+
+__all__ = ["SOM"]
+__version__ = "0.1.0"

@@ -1,0 +1,93 @@
+"""Validation and conversion of user inputs: devices, dtypes, and data matrices."""
+from __future__ import annotations
+
+from typing import Any, Union
+
+import numpy as np
+import torch
+
+DeviceSpec = Union[str, torch.device, None]
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def resolve_device(device: DeviceSpec) -> torch.device:
+    """``"auto"``/None → CUDA when available else CPU; ``"cpu"``, ``"cuda"``, ``"cuda:1"`` or a torch.device as given.
+
+    A CUDA request on a machine without CUDA raises RuntimeError: it never falls back to the CPU silently.
+    """
+    if device is None or (isinstance(device, str) and device == "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"device={device!r} is not a valid device; use 'auto', 'cpu', 'cuda' or 'cuda:N'") from err
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError(
+                f"device={str(device)!r} was requested but CUDA is not available "
+                "(torch.cuda.is_available() is False); use device='cpu' or 'auto'"
+            )
+        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
+            raise RuntimeError(f"device={str(device)!r} was requested but only {torch.cuda.device_count()} CUDA device(s) exist")
+    elif resolved.type != "cpu":
+        raise ValueError(f"device={device!r} is not supported; use 'auto', 'cpu', 'cuda' or 'cuda:N'")
+    return resolved
+
+
+def resolve_dtype(dtype: Union[str, torch.dtype]) -> torch.dtype:
+    """torch.float32 / torch.float64, also given as the strings "float32" / "float64"."""
+    if isinstance(dtype, str) and dtype in DTYPES:
+        return DTYPES[dtype]
+    if dtype in (torch.float32, torch.float64):
+        return dtype
+    raise ValueError(f"dtype={dtype!r} is not supported; use torch.float32 or torch.float64 (or 'float32'/'float64')")
+
+
+def to_host_matrix(data: Any, name: str = "data") -> Union[np.ndarray, torch.Tensor]:
+    """A list, NumPy array, pandas DataFrame or tensor as a 2-D tensor or float array, without a device copy."""
+    if isinstance(data, torch.Tensor):
+        return data
+    if hasattr(data, "to_numpy") and hasattr(data, "columns"):
+        non_numeric = [str(c) for c, kind in zip(data.columns, data.dtypes) if not np.issubdtype(np.dtype(kind), np.number) and np.dtype(kind) != bool]
+        if non_numeric:
+            raise TypeError(f"{name} has non-numeric columns {non_numeric}; encode them as numbers first")
+        return data.to_numpy(dtype=np.float64)
+    try:
+        return np.asarray(data, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"{name} must be numeric (list, NumPy array, DataFrame or tensor): {err}") from err
+
+
+def check_matrix(data: Union[np.ndarray, torch.Tensor], input_len: int, name: str = "data") -> None:
+    """Raise ValueError unless ``data`` is a non-empty (N, input_len) matrix of finite numbers."""
+    if data.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (n_samples, {input_len}); got shape {tuple(data.shape)}")
+    if data.shape[0] == 0:
+        raise ValueError(f"{name} is empty: it has 0 rows")
+    if data.shape[1] != input_len:
+        raise ValueError(f"{name} has {data.shape[1]} features per row, but the SOM expects input_len={input_len}")
+    finite = torch.isfinite(data) if isinstance(data, torch.Tensor) else np.isfinite(data)
+    if not bool(finite.all()):
+        bad = (~finite).nonzero()
+        if isinstance(bad, tuple):
+            count, row, col = len(bad[0]), int(bad[0][0]), int(bad[1][0])
+        else:
+            count, row, col = bad.shape[0], int(bad[0, 0]), int(bad[0, 1])
+        raise ValueError(f"{name} contains {count} NaN or infinite value(s); the first is at row {row}, column {col}")
+
+
+def as_matrix(data: Any, input_len: int, device: torch.device, dtype: torch.dtype, name: str = "data") -> torch.Tensor:
+    """Validated (N, input_len) tensor on ``device`` in ``dtype`` (moved once; no copy if already there)."""
+    host = to_host_matrix(data, name)
+    if host.ndim == 1 and input_len == 1 and not isinstance(data, torch.Tensor):
+        host = host.reshape(-1, 1)
+    check_matrix(host, input_len, name)
+    if isinstance(host, np.ndarray):
+        host = torch.from_numpy(host)
+    return host.to(device=device, dtype=dtype)
+
+
+def as_sample(x: Any, input_len: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """One sample as a validated (1, input_len) tensor."""
+    host = to_host_matrix(x, "x")
+    return as_matrix(host.reshape(1, -1), input_len, device, dtype, name="x")

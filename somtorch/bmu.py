@@ -1,0 +1,97 @@
+"""Best-matching-unit search in memory-bounded chunks.
+
+No function here builds an N × M (samples × neurons) matrix: samples are processed ``rows`` at a time, where
+``rows`` comes from a byte budget, so peak memory is O(rows · M) whatever N is. Chunks that live on another
+device than the weights (host data streamed to a GPU) are copied one at a time.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Iterable, Iterator
+
+import torch
+
+from .distances import ActivationDistance
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_CHUNK_BYTES = 128 * 2**20
+# Per sample row a chunk holds: the (rows, M) score buffer, plus argmin/topk temporaries of about the same size.
+_BUFFERS_PER_ROW = 2
+
+
+def chunk_rows(n_neurons: int, itemsize: int, budget_bytes: int) -> int:
+    """Rows per chunk so that the per-chunk (rows × M) buffers fit in ``budget_bytes`` (at least 1 row)."""
+    return max(1, int(budget_bytes) // (n_neurons * itemsize * _BUFFERS_PER_ROW))
+
+
+def iter_chunks(n_rows: int, rows_per_chunk: int) -> Iterator[slice]:
+    """Consecutive slices of at most ``rows_per_chunk`` rows covering ``range(n_rows)``."""
+    for start in range(0, n_rows, rows_per_chunk):
+        yield slice(start, min(start + rows_per_chunk, n_rows))
+
+
+def _on(W: torch.Tensor, chunk: torch.Tensor) -> torch.Tensor:
+    """The chunk on the weights' device and dtype (a no-op when it is there already)."""
+    return chunk.to(device=W.device, dtype=W.dtype, non_blocking=True)
+
+
+def iter_bmus(X: torch.Tensor, W: torch.Tensor, distance: ActivationDistance, budget_bytes: int) -> Iterator[tuple[slice, torch.Tensor, torch.Tensor]]:
+    """Yield ``(rows, chunk, bmu)`` per chunk: the slice of X, the chunk on W's device, and its BMUs (flat, int64).
+
+    X: (N, D), W: (M, D). Ties go to the lowest flat index (``argmin`` returns the first minimum).
+    """
+    m = W.shape[0]
+    rows = chunk_rows(m, W.element_size(), budget_bytes)
+    w_sq = (W * W).sum(1) if distance.is_euclidean else None
+    buffer = torch.empty((min(rows, X.shape[0]), m), dtype=W.dtype, device=W.device) if distance.is_euclidean else None
+    for part in iter_chunks(X.shape[0], rows):
+        chunk = _on(W, X[part])
+        out = buffer[: chunk.shape[0]] if buffer is not None else None
+        yield part, chunk, distance.scores(chunk, W, w_sq, out=out).argmin(dim=1)
+
+
+def best_matching_units(X: torch.Tensor, W: torch.Tensor, distance: ActivationDistance, budget_bytes: int = DEFAULT_CHUNK_BYTES) -> torch.Tensor:
+    """Flat BMU index of every sample: (N,) int64 on W's device."""
+    out = torch.empty(X.shape[0], dtype=torch.long, device=W.device)
+    for part, _, bmu in iter_bmus(X, W, distance, budget_bytes):
+        out[part] = bmu
+    return out
+
+
+def quantization_distances(X: torch.Tensor, W: torch.Tensor, budget_bytes: int = DEFAULT_CHUNK_BYTES) -> torch.Tensor:
+    """‖x − w_bmu‖₂ for every sample with the euclidean BMU: (N,) on W's device.
+
+    The distance is recomputed from the difference (not from the expanded ‖x‖² − 2x·w + ‖w‖²) so it is exact
+    even for samples very close to their BMU.
+    """
+    euclidean = ActivationDistance("euclidean")
+    out = torch.empty(X.shape[0], dtype=W.dtype, device=W.device)
+    for part, chunk, bmu in iter_bmus(X, W, euclidean, budget_bytes):
+        out[part] = (chunk - W[bmu]).norm(dim=1)
+    return out
+
+
+def two_best_units(X: torch.Tensor, W: torch.Tensor, budget_bytes: int = DEFAULT_CHUNK_BYTES) -> torch.Tensor:
+    """Flat indices of the best and second-best euclidean units of every sample: (N, 2) int64."""
+    m = W.shape[0]
+    if m < 2:
+        raise ValueError("two best units need a map with at least 2 neurons")
+    rows = chunk_rows(m, W.element_size(), budget_bytes)
+    w_sq = (W * W).sum(1)
+    out = torch.empty((X.shape[0], 2), dtype=torch.long, device=W.device)
+    for part in iter_chunks(X.shape[0], rows):
+        chunk = _on(W, X[part])
+        scores = torch.addmm(w_sq, chunk, W.T, beta=1, alpha=-2)
+        out[part] = scores.topk(2, dim=1, largest=False, sorted=True).indices
+    return out
+
+
+def sum_by_bmu(chunks: Iterable[tuple[torch.Tensor, torch.Tensor]], m: int, dim: int, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-neuron sums of samples and hit counts from ``(chunk, bmu)`` pairs: (M, D) and (M,) like ``like``."""
+    sums = torch.zeros((m, dim), dtype=like.dtype, device=like.device)
+    counts = torch.zeros(m, dtype=like.dtype, device=like.device)
+    for chunk, bmu in chunks:
+        sums.index_add_(0, bmu, chunk)
+        counts += torch.bincount(bmu, minlength=m).to(like.dtype)
+    return sums, counts
