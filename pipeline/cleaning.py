@@ -114,14 +114,15 @@ def clean_bigbazaar(
 ) -> CleanResult:
     """Clean a Big Bazaar transactions frame (the 16 columns of ``cproducts.csv``).
 
-    Steps (SEED_PIPELINE §1.3, with the author's evident intent): ``BBID_<digits>`` -> integer customerID;
-    drop store/product/promotion descriptions and State; drop rows with a missing DOB or PinCode; blank
-    Gender -> ``'0'``; promo_code NONPROMO -> 0, LOCALPROMO -> 1, other codes -> integer (zero padding
-    removed), missing -> 0; ISO dates; ``Age`` = whole years from DOB to ``age_reference_date`` (default: the
-    latest transactionDate in the input; ``"2018-03-01"`` reproduces the author's file); ``Week`` = ISO week,
-    ``Month`` = 1..12; DOB dropped. DOB ``'NANA'`` or an unparseable DOB gives no Age, and the row is dropped
-    unless ``drop_missing_age=False`` (which reproduces the author's shipped 11,148-row file, with NaN Ages).
-    Unparseable dates and numbers are dropped with a reason. Gender and discountUsed stay strings.
+    Steps (SEED_PIPELINE §1.3, with the author's evident intent): ``BBID_<digits>`` (or bare digits) ->
+    integer customerID; drop store/product/promotion descriptions and State; drop rows with a missing DOB or
+    PinCode; blank Gender -> ``'0'``; promo_code NONPROMO -> 0, LOCALPROMO -> 1, other codes -> integer (zero
+    padding removed), missing -> 0; ISO dates; ``Age`` = whole years from DOB to ``age_reference_date``
+    (default: the latest transactionDate in the input; ``"2018-03-01"`` reproduces the author's file);
+    ``Week`` = ISO week, ``Month`` = 1..12; DOB dropped. DOB ``'NANA'`` or an unparseable DOB gives no Age, and
+    the row is dropped unless ``drop_missing_age=False`` (which reproduces the author's shipped 11,148-row
+    file, with NaN Ages). Unparseable dates and numbers are dropped with a reason. Gender and discountUsed stay
+    strings. transactionDate is kept, parsed (the author dropped it): customer-level recency needs it.
     """
     require_columns(raw, BIGBAZAAR_COLUMNS, what="Big Bazaar transactions")
     raw = with_row_id(raw)
@@ -132,14 +133,16 @@ def clean_bigbazaar(
     ledger.drop(customer_text.isna(), "missing customerID")
     ledger.drop(customer_digits.isna(), _quoted("unparseable customerID", customer_text))
 
-    missing_dob, missing_pincode = raw["DOB"].isna(), raw["PinCode"].isna()
+    missing_dob, missing_pincode = _as_text(raw["DOB"]).isna(), _as_text(raw["PinCode"]).isna()
     ledger.drop(missing_dob & missing_pincode, "missing DOB and PinCode")
     ledger.drop(missing_dob, "missing DOB")
     ledger.drop(missing_pincode, "missing PinCode")
 
     pincode = _parse_number(raw["PinCode"], "PinCode", ledger, integer=True)
     transaction_date = _parse_date(raw["transactionDate"], "transactionDate", ledger, date_format="ISO8601")
-    integers = {column: _parse_number(raw[column], column, ledger, integer=True) for column in BIGBAZAAR_INTEGER_COLUMNS}
+    integers = {
+        column: _parse_number(raw[column], column, ledger, integer=True) for column in BIGBAZAAR_INTEGER_COLUMNS
+    }
     sale_price = _parse_number(raw["sale_price_after_promo"], "sale_price_after_promo", ledger, integer=False)
     promo_code = _parse_promo_code(raw["promo_code"], ledger)
     discount_used = _as_text(raw["discountUsed"])
@@ -208,7 +211,8 @@ def clean_online_retail(raw: pd.DataFrame) -> CleanResult:
     ledger = _DropLedger(raw.index)
     candidate = _clean_generic_rows(raw, spec, ledger)
     invoice = _as_text(raw[spec.invoice])
-    ledger.drop(invoice.str.upper().str.startswith("C"), f"cancelled invoice ({spec.invoice} starts with 'C'): a return")
+    cancelled = invoice.str.upper().str.startswith("C")
+    ledger.drop(cancelled, f"cancelled invoice ({spec.invoice} starts with 'C'): a return")
     return _assemble(raw, candidate.loc[ledger.kept], ledger, id_column=spec.id)
 
 
@@ -380,7 +384,7 @@ def _age_reference(reference: str | date | None, transaction_dates: pd.Series) -
     if reference is None:
         latest = transaction_dates.max()
         if pd.isna(latest):
-            raise ValueError("no parseable transactionDate to default the age reference date to; pass age_reference_date")
+            raise ValueError("no parseable transactionDate for a default Age reference date; pass age_reference_date")
         return pd.Timestamp(latest).normalize()
     try:
         return pd.Timestamp(reference).normalize()

@@ -118,7 +118,7 @@ class LabelCodeEncoder(ColumnEncoder):
         return self
 
     def encode(self, values: pd.Series) -> np.ndarray:
-        codes = pd.Categorical(values, categories=self._fitted_classes()).codes.astype(np.float64)
+        codes = pd.Index(self._fitted_classes()).get_indexer(values).astype(np.float64)
         _warn_unseen(self.source, values, codes < 0, "encoded as -1")
         return codes[:, None]
 
@@ -185,7 +185,7 @@ class OneHotEncoder(ColumnEncoder):
 
     def encode(self, values: pd.Series) -> np.ndarray:
         categories = self._fitted_categories()
-        positions = pd.Categorical(values, categories=categories).codes.astype(np.int64)
+        positions = pd.Index(categories).get_indexer(values).astype(np.int64)
         if self.has_other:
             infrequent = (positions < 0) & pd.Series(values).isin(self._fitted_seen()).to_numpy()
             positions[infrequent] = len(categories)
@@ -313,7 +313,8 @@ class CyclicEncoder(ColumnEncoder):
 
 
 ENCODERS: dict[str, type[ColumnEncoder]] = {
-    encoder.kind: encoder for encoder in (NumericEncoder, LabelCodeEncoder, OneHotEncoder, TokenSetEncoder, CyclicEncoder)
+    encoder.kind: encoder
+    for encoder in (NumericEncoder, LabelCodeEncoder, OneHotEncoder, TokenSetEncoder, CyclicEncoder)
 }
 
 
@@ -372,4 +373,6 @@ def _plain_list(values: Any) -> list[Any]:
 def _warn_unseen(source: str, values: pd.Series, unseen: np.ndarray, outcome: str) -> None:
     if unseen.any():
         examples = sorted(map(str, pd.Series(values)[unseen].unique()))[:5]
-        logger.warning("%d value(s) of %r were not seen at fit (e.g. %s); %s", int(unseen.sum()), source, examples, outcome)
+        logger.warning(
+            "%d value(s) of %r were not seen at fit (e.g. %s); %s", int(unseen.sum()), source, examples, outcome
+        )

@@ -2,7 +2,7 @@
 
 ``row_id`` is the 0-based position of the row in the input file. It travels with the row through cleaning
 (kept rows and dropped rows alike) to ``result.csv`` and ``dropped_rows.csv``, so any output row can be traced
-back to its line in the input (line number = row_id + 2 for a CSV with a header).
+back to its record in the input.
 """
 from __future__ import annotations
 

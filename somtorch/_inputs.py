@@ -48,7 +48,7 @@ def to_host_matrix(data: Any, name: str = "data") -> Union[np.ndarray, torch.Ten
     if isinstance(data, torch.Tensor):
         return data
     if hasattr(data, "to_numpy") and hasattr(data, "columns"):
-        non_numeric = [str(c) for c, kind in zip(data.columns, data.dtypes) if not np.issubdtype(np.dtype(kind), np.number) and np.dtype(kind) != bool]
+        non_numeric = [str(c) for c in data.select_dtypes(exclude=["number", "bool"]).columns]
         if non_numeric:
             raise TypeError(f"{name} has non-numeric columns {non_numeric}; encode them as numbers first")
         return data.to_numpy(dtype=np.float64)

@@ -193,7 +193,7 @@ class SOM:
         self._weights = torch.as_tensor(weights, dtype=self.dtype, device=self.device)
 
     # ------------------------------------------------------------------ training
-    def train(self, data: Any, num_iteration: int, mode: str = "random", verbose: bool = False) -> "SOM":
+    def train(self, data: Any, num_iteration: int, mode: str = "random", verbose: Optional[bool] = False) -> "SOM":
         """Train in ``mode``: ``random`` (online, shuffled), ``sequential`` (online, data order) or ``batch`` (batch map)."""
         if mode not in TRAINING_MODES:
             raise ValueError(f"mode={mode!r} is not supported; choose one of {list(TRAINING_MODES)}")
@@ -203,7 +203,7 @@ class SOM:
             return self.train_sequential(data, num_iteration, verbose=verbose)
         return self.train_random(data, num_iteration, verbose=verbose)
 
-    def train_random(self, data: Any, num_iteration: int, verbose: bool = False) -> "SOM":
+    def train_random(self, data: Any, num_iteration: int, verbose: Optional[bool] = False) -> "SOM":
         """``num_iteration`` online updates; samples ``arange(T) % N`` shuffled by the SOM's RandomState (MiniSom's order)."""
         X = self._data(data)
         _check_iterations(num_iteration)
@@ -212,7 +212,7 @@ class SOM:
         self._train_online(X, order, verbose)
         return self
 
-    def train_sequential(self, data: Any, num_iteration: int, verbose: bool = False) -> "SOM":
+    def train_sequential(self, data: Any, num_iteration: int, verbose: Optional[bool] = False) -> "SOM":
         """``num_iteration`` online updates with samples in data order, cycling (MiniSom's ``train_batch``)."""
         X = self._data(data)
         _check_iterations(num_iteration)
@@ -230,7 +230,7 @@ class SOM:
     def _train_online(self, X: torch.Tensor, order: np.ndarray, verbose: bool, schedule: Optional[tuple[np.ndarray, np.ndarray]] = None,
                       forced_winners: Optional[np.ndarray] = None) -> None:
         eta, sigma = schedule if schedule is not None else self.online_schedule(len(order))
-        progress = tqdm(total=len(order), desc="train online", unit="step", disable=None if verbose else True)
+        progress = tqdm(total=len(order), desc="train online", unit="step", disable=_progress_disabled(verbose))
         if self.device.type == "cpu":
             tables = GridTables.from_grid(self.grid)
             neighborhood = MapNeighborhood(self._neighborhood, tables, self.topology)
@@ -244,14 +244,14 @@ class SOM:
                                    self._map_neighborhood, self._distance, forced, progress)
         self._finish_progress(progress, X, verbose)
 
-    def _finish_progress(self, progress: tqdm, data: Any, verbose: bool) -> None:
-        if verbose:
+    def _finish_progress(self, progress: tqdm, data: Any, verbose: Optional[bool]) -> None:
+        if verbose or (verbose is None and not progress.disable):
             qe = self.quantization_error(data)
             progress.set_postfix(quantization_error=f"{qe:.5g}")
             logger.info("quantization error after training: %.6g", qe)
         progress.close()
 
-    def train_batch(self, data: Any, num_iteration: int, verbose: bool = False, *, stream: Optional[bool] = None,
+    def train_batch(self, data: Any, num_iteration: int, verbose: Optional[bool] = False, *, stream: Optional[bool] = None,
                     stream_rows: Optional[int] = None) -> "SOM":
         """Kohonen's batch map for ``num_iteration`` epochs (no learning rate; σ_t = sigma_decay(σ, t, T)).
 
@@ -262,7 +262,7 @@ class SOM:
         """
         _check_iterations(num_iteration)
         source = self._batch_source(data, stream, stream_rows)
-        progress = tqdm(range(num_iteration), desc="train batch", unit="epoch", disable=None if verbose else True)
+        progress = tqdm(range(num_iteration), desc="train batch", unit="epoch", disable=_progress_disabled(verbose))
         for epoch in progress:
             sigma = float(decay_schedule(self._sigma_decay, self.sigma, np.array([epoch]), num_iteration)[0])
             numerator, denominator = self.batch_sums(source, sigma)
@@ -463,6 +463,11 @@ def batch_map_weights(weights: torch.Tensor, numerator: torch.Tensor, denominato
     positive = denominator > 0
     safe = torch.where(positive, denominator, torch.ones_like(denominator))
     return torch.where(positive[:, None], numerator / safe[:, None], weights)
+
+
+def _progress_disabled(verbose: Optional[bool]) -> Optional[bool]:
+    """tqdm's ``disable``: verbose=True always shows the bar, False hides it, None shows it only on a terminal."""
+    return None if verbose is None else not verbose
 
 
 def _check_iterations(num_iteration: int) -> None:

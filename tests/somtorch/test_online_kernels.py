@@ -1,0 +1,50 @@
+"""The device-side online kernel (used on CUDA) computes what the NumPy kernel computes; run on CPU here."""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from somtorch import SOM
+from somtorch.distances import ActivationDistance
+from somtorch.grid import Grid
+from somtorch.neighborhoods import NEIGHBORHOODS, GridTables, MapNeighborhood
+from somtorch.online import train_online_numpy, train_online_torch
+
+
+@pytest.mark.parametrize("neighborhood", sorted(NEIGHBORHOODS))
+@pytest.mark.parametrize("topology,periodic", [("rectangular", False), ("hexagonal", False), ("rectangular", True), ("hexagonal", True)])
+@pytest.mark.parametrize("distance", ["euclidean", "cosine"])
+def test_torch_kernel_equals_numpy_kernel(wine, neighborhood, topology, periodic, distance, device):
+    grid = Grid(6, 4, topology, periodic)
+    rng = np.random.RandomState(0)
+    start = rng.rand(grid.n_neurons, wine.shape[1])
+    order = rng.randint(len(wine), size=300)
+    eta = 0.5 / (1 + np.arange(300) / 150)
+    sigma = 2.0 / (1 + np.arange(300) / 150)
+    forced = np.where(np.arange(300) % 17 == 0, 5, -1)
+    act = ActivationDistance(distance)
+    expected = start.copy()
+    train_online_numpy(expected, wine, order, eta, sigma, MapNeighborhood(NEIGHBORHOODS[neighborhood], GridTables.from_grid(grid), topology), act, forced)
+    dev = torch.device(device)
+    tables = GridTables.from_grid(grid, dev, torch.float64)
+    weights = torch.tensor(start, device=dev)
+    as_t = lambda a, dt: torch.as_tensor(a, dtype=dt, device=dev)  # noqa: E731
+    train_online_torch(weights, as_t(wine, torch.float64), as_t(order, torch.long), as_t(eta, torch.float64), as_t(sigma, torch.float64),
+                       MapNeighborhood(NEIGHBORHOODS[neighborhood], tables, topology), act, as_t(forced, torch.long))
+    np.testing.assert_allclose(weights.cpu().numpy(), expected, atol=1e-9)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA not available")
+@pytest.mark.parametrize("dtype,tolerance", [(torch.float64, 1e-8), (torch.float32, 2e-3)])
+def test_cuda_train_random_matches_cpu(wine, dtype, tolerance):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cpu = SOM(8, 7, wine.shape[1], sigma=1.5, random_seed=5, device="cpu", dtype=torch.float64)
+        gpu = SOM(8, 7, wine.shape[1], sigma=1.5, random_seed=5, device="cuda", dtype=dtype)
+    cpu.train_random(wine, 1000)  # > 2 graph blocks: exercises capture, replay and the eager remainder
+    gpu.train_random(wine, 1000)
+    assert np.abs(gpu.get_weights() - cpu.get_weights()).max() <= tolerance
