@@ -26,9 +26,8 @@ logger = logging.getLogger(__name__)
 CATALOG_SEED = 20180402
 
 FMCG, GM, APPAREL, COOKWARE, HOME_TEXTILES = range(5)
-POOL_NAMES: tuple[str, ...] = ("FMCG", "GM", "APPAREL", "COOKWARE", "HOME_TEXTILES")
 POOL_FAMILY = np.array([FMCG, GM, APPAREL, GM, APPAREL])
-FAMILY_ROW_SHARES = np.array([0.68, 0.23, 0.09, 0.0, 0.0])
+BACKGROUND_POOL_SHARES = np.array([0.68, 0.23, 0.09, 0.0, 0.0])  # background rows draw families only
 
 ZIPF_EXPONENT = 1.1
 PIN_ZIPF_EXPONENT = 1.45
@@ -216,15 +215,16 @@ class PoolSpec:
 # Base-price medians sit a little above the measured sale-price medians (FMCG 60, GM 75, apparel 349) because
 # promotions (29% of rows, d ~ U(0.05, 0.30)), carry bags and free items pull the sale price down.
 POOL_SPECS: tuple[PoolSpec, ...] = (
-    PoolSpec(n_skus=3300, price_median=72.0, price_sigma=1.13, zipf_offset=20.0),
-    PoolSpec(n_skus=1440, price_median=70.0, price_sigma=1.10, zipf_offset=50.0),
-    PoolSpec(n_skus=750, price_median=330.0, price_sigma=0.82, zipf_offset=126.0),
+    PoolSpec(n_skus=3300, price_median=76.0, price_sigma=1.05, zipf_offset=20.0),
+    PoolSpec(n_skus=1440, price_median=78.0, price_sigma=1.0, zipf_offset=50.0),
+    PoolSpec(n_skus=750, price_median=370.0, price_sigma=0.7, zipf_offset=126.0),
     PoolSpec(n_skus=260, price_median=1100.0, price_sigma=0.85, zipf_offset=50.0),
     PoolSpec(n_skus=250, price_median=1400.0, price_sigma=0.85, zipf_offset=126.0),
 )
 CARRY_BAG_PRICES = (2.0, 3.0, 4.0, 5.0, 6.0, 7.0)
 CARRY_BAG_RANKS = (1, 2, 3, 4, 6, 9)
 PRODUCE_PRICE_MEDIAN, PRODUCE_PRICE_SIGMA, N_PRODUCE = 40.0, 0.6, 40
+BIG_TICKET_RANK_SHIFT = 1.0
 SHORT_STYLE_SHARE = 0.09  # apparel codes on the 830 prefix: 12 digits instead of 13
 
 _BRANDS = ("SUVARNA", "HARIVA", "NIRMALO", "TEJASVI", "KAVYANA", "SAMRUDH", "ANOKHA", "PRAKRITA", "MADHUVAN",
@@ -340,6 +340,16 @@ def _home_textile_descriptions(rng: np.random.Generator, size: int) -> np.ndarra
                  _pick(rng, _COLOURS, size))
 
 
+def _rank_with_tail(rng: np.random.Generator, members: np.ndarray, big_ticket: np.ndarray) -> np.ndarray:
+    """Members in a random popularity order, with the big-ticket ones pushed towards the tail.
+
+    Sort key: u ~ U(0, 1), plus BIG_TICKET_RANK_SHIFT for big-ticket SKUs, so that cookware and home textiles stay
+    a small share of background rows (the real GM p95 is 437, the apparel p95 1,116).
+    """
+    keys = rng.random(len(members)) + BIG_TICKET_RANK_SHIFT * np.isin(members, big_ticket)
+    return members[np.argsort(keys, kind="stable")]
+
+
 @lru_cache(maxsize=None)
 def product_catalog(store_set_name: str) -> ProductCatalog:
     """Build the ~6,000-SKU catalogue (deterministic; the carry-bag prefix follows the store set).
@@ -407,9 +417,10 @@ def product_catalog(store_set_name: str) -> ProductCatalog:
     fmcg_ids = np.arange(n_fmcg)
     gm_ids = n_fmcg + np.arange(n_gm)
     apparel_ids = n_fmcg + n_gm + np.arange(n_apparel)
-    family_ranked = (fmcg_ids[np.argsort(fmcg_rank, kind="stable")], rng.permutation(gm_ids),
-                     rng.permutation(apparel_ids))
     sub_pools = {COOKWARE: (GM, gm_ids[gm_sizes[0]:]), HOME_TEXTILES: (APPAREL, apparel_ids[apparel_sizes[0]:])}
+    family_ranked = (fmcg_ids[np.argsort(fmcg_rank, kind="stable")],
+                     _rank_with_tail(rng, gm_ids, sub_pools[COOKWARE][1]),
+                     _rank_with_tail(rng, apparel_ids, sub_pools[HOME_TEXTILES][1]))
     pool_members = list(family_ranked)
     for parent, subset in sub_pools.values():
         parent_ranked = family_ranked[parent]
@@ -429,7 +440,7 @@ _PROMO_CATEGORIES = (
 )
 _WED_FOOD_SUFFIXES = ("EXC", "EXC PF", "EXC STPL", "STAPLES")
 PROMO_CODES_PER_FAMILY = (1200, 620, 380)
-PROMO_ZIPF_OFFSETS = (1.0, 1.2, 1.4)
+PROMO_ZIPF_OFFSETS = (1.0, 1.2, 1.4)  # the top code takes ~10% of its family's promo rows (real: 8.7%)
 WED_FOOD_SHARE = 0.08
 
 
@@ -467,7 +478,7 @@ def _offer_texts(rng: np.random.Generator, size: int) -> np.ndarray:
 
 @lru_cache(maxsize=None)
 def promo_catalog() -> PromoCatalog:
-    """Build the ~2,200 promotion codes: 'ZONE OFFER CATEGORY', 8% of FMCG codes 'ZONE n% DISC WED FOOD CATEGORY'."""
+    """Build the ~2,200 promotion codes: 'ZONE OFFER CATEGORY'; 8% of FMCG codes are 'ZONE n% DISC WED FOOD EXC'."""
     rng = np.random.default_rng(CATALOG_SEED + 1)
     n_total = sum(PROMO_CODES_PER_FAMILY)
     numbers = 900_000 + rng.choice(500_000, size=n_total, replace=False)
@@ -475,6 +486,7 @@ def promo_catalog() -> PromoCatalog:
     descriptions = []
     family_members = []
     family_popularity = []
+    wed_ids = np.empty(0, dtype=np.int64)
     start = 0
     for family, n_codes in enumerate(PROMO_CODES_PER_FAMILY):
         zones = _pick(rng, ZONES, n_codes)

@@ -7,8 +7,9 @@ device than the weights (host data streamed to a GPU) are copied one at a time.
 from __future__ import annotations
 
 import logging
-from typing import Iterable, Iterator
+from typing import Iterator
 
+import numpy as np
 import torch
 
 from .distances import ActivationDistance
@@ -18,11 +19,38 @@ logger = logging.getLogger(__name__)
 DEFAULT_CHUNK_BYTES = 128 * 2**20
 # Per sample row a chunk holds: the (rows, M) score buffer, plus argmin/topk temporaries of about the same size.
 _BUFFERS_PER_ROW = 2
+# On a CPU the score buffer is reused for every chunk; kept cache-sized (a few MiB) the product that fills it and the
+# argmin that reads it run several times faster than over one big buffer (measured on the 2-core CI machine:
+# 100,000 × 32 by 900 neurons, 1,024-row chunks 49 ms, 4,096-row chunks 264 ms). Never fewer than _CPU_MIN_ROWS rows,
+# so that the matrix product stays efficient on maps with tens of thousands of neurons.
+_CPU_TARGET_BYTES = 4 * 2**20
+_CPU_MIN_ROWS = 256
 
 
-def chunk_rows(n_neurons: int, itemsize: int, budget_bytes: int) -> int:
-    """Rows per chunk so that the per-chunk (rows × M) buffers fit in ``budget_bytes`` (at least 1 row)."""
-    return max(1, int(budget_bytes) // (n_neurons * itemsize * _BUFFERS_PER_ROW))
+def chunk_rows(n_neurons: int, itemsize: int, budget_bytes: int, device: torch.device | None = None) -> int:
+    """Rows per chunk: the per-chunk (rows × M) buffers fit in ``budget_bytes`` (at least 1 row); on a CPU also
+    cache-sized (see ``_CPU_TARGET_BYTES``)."""
+    rows = max(1, int(budget_bytes) // (n_neurons * itemsize * _BUFFERS_PER_ROW))
+    if device is not None and device.type == "cpu":
+        rows = min(rows, max(_CPU_MIN_ROWS, _CPU_TARGET_BYTES // (n_neurons * itemsize)))
+    return rows
+
+
+def argmin_rows(scores: torch.Tensor) -> torch.Tensor:
+    """Index of each row's minimum (first one on ties), (B,) int64. On a CPU NumPy's vectorised argmin runs about
+    5× faster than torch's for these shapes, so it reads the tensor's memory directly."""
+    if scores.device.type == "cpu" and scores.dtype in (torch.float32, torch.float64):
+        return torch.from_numpy(scores.numpy().argmin(axis=1))
+    return scores.argmin(dim=1)
+
+
+def two_smallest_rows(scores: torch.Tensor) -> torch.Tensor:
+    """Indices of the smallest and second-smallest entry of each row, (B, 2) int64."""
+    if scores.device.type == "cpu" and scores.dtype in (torch.float32, torch.float64):
+        values = scores.numpy()
+        pair = np.argpartition(values, 1, axis=1)[:, :2]  # column 0 holds the minimum, column 1 the runner-up
+        return torch.from_numpy(pair.astype(np.int64))
+    return scores.topk(2, dim=1, largest=False, sorted=True).indices
 
 
 def iter_chunks(n_rows: int, rows_per_chunk: int) -> Iterator[slice]:
@@ -42,13 +70,13 @@ def iter_bmus(X: torch.Tensor, W: torch.Tensor, distance: ActivationDistance, bu
     X: (N, D), W: (M, D). Ties go to the lowest flat index (``argmin`` returns the first minimum).
     """
     m = W.shape[0]
-    rows = chunk_rows(m, W.element_size(), budget_bytes)
+    rows = chunk_rows(m, W.element_size(), budget_bytes, W.device)
     w_sq = (W * W).sum(1) if distance.is_euclidean else None
     buffer = torch.empty((min(rows, X.shape[0]), m), dtype=W.dtype, device=W.device) if distance.is_euclidean else None
     for part in iter_chunks(X.shape[0], rows):
         chunk = _on(W, X[part])
         out = buffer[: chunk.shape[0]] if buffer is not None else None
-        yield part, chunk, distance.scores(chunk, W, w_sq, out=out).argmin(dim=1)
+        yield part, chunk, argmin_rows(distance.scores(chunk, W, w_sq, out=out))
 
 
 def best_matching_units(X: torch.Tensor, W: torch.Tensor, distance: ActivationDistance, budget_bytes: int = DEFAULT_CHUNK_BYTES) -> torch.Tensor:
@@ -77,21 +105,14 @@ def two_best_units(X: torch.Tensor, W: torch.Tensor, budget_bytes: int = DEFAULT
     m = W.shape[0]
     if m < 2:
         raise ValueError("two best units need a map with at least 2 neurons")
-    rows = chunk_rows(m, W.element_size(), budget_bytes)
+    rows = chunk_rows(m, W.element_size(), budget_bytes, W.device)
     w_sq = (W * W).sum(1)
     out = torch.empty((X.shape[0], 2), dtype=torch.long, device=W.device)
+    buffer = torch.empty((min(rows, X.shape[0]), m), dtype=W.dtype, device=W.device)
     for part in iter_chunks(X.shape[0], rows):
         chunk = _on(W, X[part])
-        scores = torch.addmm(w_sq, chunk, W.T, beta=1, alpha=-2)
-        out[part] = scores.topk(2, dim=1, largest=False, sorted=True).indices
+        scores = torch.addmm(w_sq, chunk, W.T, beta=1, alpha=-2, out=buffer[: chunk.shape[0]])
+        out[part] = two_smallest_rows(scores).to(W.device)
     return out
 
 
-def sum_by_bmu(chunks: Iterable[tuple[torch.Tensor, torch.Tensor]], m: int, dim: int, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-neuron sums of samples and hit counts from ``(chunk, bmu)`` pairs: (M, D) and (M,) like ``like``."""
-    sums = torch.zeros((m, dim), dtype=like.dtype, device=like.device)
-    counts = torch.zeros(m, dtype=like.dtype, device=like.device)
-    for chunk, bmu in chunks:
-        sums.index_add_(0, bmu, chunk)
-        counts += torch.bincount(bmu, minlength=m).to(like.dtype)
-    return sums, counts

@@ -280,7 +280,7 @@ class SOM:
                 for _, part, bmu in bmu_search.iter_bmus(chunk, W, self._distance, self.chunk_bytes):
                     sums.index_add_(0, bmu, part)
                     counts += torch.bincount(bmu, minlength=self.n_neurons).to(self.dtype)
-            block = bmu_search.chunk_rows(self.n_neurons, W.element_size(), self.chunk_bytes)
+            block = bmu_search.chunk_rows(self.n_neurons, W.element_size(), self.chunk_bytes, self.device)
             return self._map_neighborhood.smooth(sums, counts, sigma, block)
 
     def _batch_source(self, data: Any, stream: Optional[bool], stream_rows: Optional[int]) -> Any:
