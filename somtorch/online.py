@@ -5,7 +5,9 @@ Two kernels run the same arithmetic:
 * :func:`train_online_numpy`, for CPU weights. Per step it issues about a dozen NumPy calls on the tensor's own
   memory; at MiniSom-sized maps torch's per-operator dispatch (~4 µs) would cost more than the arithmetic.
 * :func:`train_online_torch`, for CUDA weights. Every per-step quantity (sample index, η, σ, step counter) lives in
-  device tensors, so no step synchronises with the host; on CUDA the steps are captured in CUDA graphs and replayed.
+  device tensors, so no step synchronises with the host. Euclidean BMUs on maps that fit in registers run the fused
+  Triton kernel of :mod:`somtorch._fused_online` (one launch per block of steps); otherwise the steps are captured
+  in CUDA graphs and replayed.
 
 The step schedule (sample order, η_t, σ_t, optional forced winners) is computed up front by the caller.
 """
@@ -25,6 +27,7 @@ logger = logging.getLogger(__name__)
 
 PROGRESS_BLOCK = 1000  # steps between progress-bar updates
 GRAPH_STEPS = 64  # steps captured per CUDA graph
+FUSED_STEPS = 1 << 16  # steps per launch of the fused kernel
 
 
 def train_online_numpy(
@@ -116,12 +119,17 @@ def train_online_torch(
     forced_winners: Optional[torch.Tensor] = None,
     progress: Optional[tqdm] = None,
     use_cuda_graphs: Optional[bool] = None,
+    use_fused: Optional[bool] = None,
 ) -> None:
     """Run T online steps in place on ``weights`` (M, D); order/eta/sigma/forced_winners are (T,) device tensors.
 
-    On CUDA (``use_cuda_graphs`` None → auto) one block of ``GRAPH_STEPS`` steps is captured as a CUDA graph and
-    replayed; the remainder runs eagerly. Nothing in the loop reads a device value on the host.
+    On CUDA (``use_fused`` None → auto) the fused kernel runs when it applies; else (``use_cuda_graphs`` None → auto)
+    one block of ``GRAPH_STEPS`` steps is captured as a CUDA graph and replayed, the remainder eagerly. Nothing in
+    the loop reads a device value on the host.
     """
+    if (weights.is_cuda if use_fused is None else use_fused) and distance.is_euclidean and _fused_kernel_fits(weights):
+        _run_fused(weights, data, order, eta, sigma, neighborhood, forced_winners, progress)
+        return
     step = _TorchOnlineStep(weights, data, order, eta, sigma, neighborhood, distance, forced_winners)
     total = int(order.shape[0])
     graphs = weights.is_cuda if use_cuda_graphs is None else use_cuda_graphs
@@ -138,6 +146,28 @@ def train_online_torch(
         step()
     if progress is not None:
         progress.update(total - progress.n)
+
+
+def _fused_kernel_fits(weights: torch.Tensor) -> bool:
+    try:
+        from ._fused_online import fits
+    except ImportError:  # no Triton: CUDA graphs instead
+        logger.info("Triton is not installed; online training uses CUDA graphs")
+        return False
+    return fits(*weights.shape)
+
+
+def _run_fused(weights, data, order, eta, sigma, neighborhood, forced_winners, progress) -> None:
+    """Launch the fused kernel on consecutive blocks of FUSED_STEPS steps (one launch each; progress in between)."""
+    from ._fused_online import train_online_fused
+
+    total = int(order.shape[0])
+    for start in range(0, total, FUSED_STEPS):
+        block = slice(start, min(start + FUSED_STEPS, total))
+        forced = None if forced_winners is None else forced_winners[block]
+        train_online_fused(weights, data, order[block], eta[block], sigma[block], neighborhood, forced)
+        if progress is not None:
+            progress.update(block.stop - block.start)
 
 
 def _capture(step: _TorchOnlineStep, n_steps: int) -> "torch.cuda.CUDAGraph":
