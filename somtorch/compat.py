@@ -98,7 +98,8 @@ class _FacadeDistance:
     def is_euclidean(self) -> bool:
         return self.name == "euclidean"
 
-    def scores(self, X: torch.Tensor, W: torch.Tensor, w_sq: Optional[torch.Tensor], out: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def scores(self, X: torch.Tensor, W: torch.Tensor, w_sq: Optional[torch.Tensor],
+               out: Optional[torch.Tensor] = None) -> torch.Tensor:
         """(B, M) values whose row-wise argmin is the BMU, for X (B, D) and W (M, D)."""
         if self._core is not None:
             return self._core.scores(X, W, w_sq, out=out)
@@ -168,7 +169,8 @@ class MiniSom:
             raise ValueError(f"{topology} not supported only hexagonal and rectangular available")
         self.topology = topology
         self._grid = Grid(int(x), int(y), topology)
-        self._xx, self._yy = np.ascontiguousarray(self._grid.xx.T), np.ascontiguousarray(self._grid.yy.T)  # MiniSom's (y, x) layout
+        # MiniSom keeps its coordinate meshgrids in (y, x) layout
+        self._xx, self._yy = np.ascontiguousarray(self._grid.xx.T), np.ascontiguousarray(self._grid.yy.T)
         if topology == "hexagonal" and neighborhood_function == "triangle":
             warnings.warn("triangle neighborhood function does not take in account hexagonal topology", stacklevel=2)
         self._learning_rate_decay_function = self._pick_method(decay_function, _LEARNING_RATE_DECAY_NAMES, "decay_function")
@@ -249,8 +251,9 @@ class MiniSom:
         if isinstance(store, torch.Tensor):
             if store.ndim != 3 or not store.is_contiguous():
                 self._weight_store = store.reshape(dims).contiguous()
-        elif store.ndim != 3 or store.dtype != _numpy_dtype(self._dtype) or not store.flags.c_contiguous or not store.flags.writeable:
-            self._weight_store = np.ascontiguousarray(store, dtype=_numpy_dtype(self._dtype)).reshape(dims).copy()
+        elif (store.ndim != 3 or store.dtype != _numpy_dtype(self._dtype) or not store.flags.c_contiguous
+              or not store.flags.writeable):
+            self._weight_store = np.array(store, dtype=_numpy_dtype(self._dtype), order="C").reshape(dims)
         return self._weight_store
 
     def _live_matrix(self) -> torch.Tensor:
@@ -275,7 +278,8 @@ class MiniSom:
         """The core neighbourhood ``name`` on NumPy tables (online CPU kernel) or on device tensors."""
         key = (name, on_device)
         if key not in self._neighborhood_cache:
-            tables = GridTables.from_grid(self._grid, self._device, self._dtype) if on_device else GridTables.from_grid(self._grid)
+            tables = (GridTables.from_grid(self._grid, self._device, self._dtype) if on_device
+                      else GridTables.from_grid(self._grid))
             self._neighborhood_cache[key] = MapNeighborhood(resolve_neighborhood(name), tables, self.topology)
         return self._neighborhood_cache[key]
 
@@ -462,7 +466,8 @@ class MiniSom:
             if index >= len(data) or index < 0:
                 raise ValueError(f"fixed point index {index} is outside the data: it must be in [0, {len(data)})")
             if position[0] >= self._grid.x or position[1] >= self._grid.y:
-                raise ValueError(f"coordinates {tuple(position)} of fixed point {index} are out of the map ({self._grid.x}, {self._grid.y})")
+                raise ValueError(f"coordinates {tuple(position)} of fixed point {index} are outside the "
+                                 f"{self._grid.x} × {self._grid.y} map")
             if position[0] < 0 or position[1] < 0:
                 raise ValueError(f"coordinates {tuple(position)} of fixed point {index} cannot be negative")
 
@@ -534,6 +539,7 @@ class MiniSom:
 
     def _train_stepwise(self, samples: np.ndarray, order: np.ndarray, decay_steps: np.ndarray, total: int,
                         forced: Optional[np.ndarray], progress: tqdm) -> None:
+        """MiniSom's own loop: ``winner`` then ``update`` per step, with whatever ``neighborhood`` and distance are set."""
         for t, index in enumerate(order):
             win = self.winner(samples[index])
             if forced is not None and forced[t] >= 0:
@@ -588,7 +594,8 @@ class MiniSom:
         if name is not None:
             return self._map_neighborhood(name, on_device=True).dense(winners, sigma)
         unique, inverse = torch.unique(winners, return_inverse=True)
-        rows = [np.asarray(self.neighborhood(divmod(c, self._grid.y), sigma), dtype=np.float64).reshape(-1) for c in unique.tolist()]
+        rows = [np.asarray(self.neighborhood(divmod(c, self._grid.y), sigma), dtype=np.float64).reshape(-1)
+                for c in unique.tolist()]  # [unique winners][M]
         return torch.as_tensor(np.stack(rows), dtype=self._dtype, device=self._device)[inverse]
 
     # ------------------------------------------------------------------ batched queries

@@ -10,7 +10,6 @@ import unittest
 import warnings
 
 import minisom
-import pytest
 
 from somtorch import compat
 
@@ -59,7 +58,3 @@ def test_setup_objects_are_facades(tmp_path, monkeypatch):
     assert type(case.som) is compat.MiniSom and type(case.hex_som) is compat.MiniSom
     assert type(case.som) is not minisom.MiniSom
 
-
-@pytest.mark.parametrize("name", ["MiniSom", "fast_norm", "_build_iteration_indexes"])
-def test_facade_exports_minisom_module_names(name):
-    assert callable(getattr(compat, name))
