@@ -45,11 +45,15 @@ def argmin_rows(scores: torch.Tensor) -> torch.Tensor:
 
 
 def two_smallest_rows(scores: torch.Tensor) -> torch.Tensor:
-    """Indices of the smallest and second-smallest entry of each row, (B, 2) int64."""
+    """Indices of the smallest and second-smallest entry of each row, (B, 2) int64. Overwrites ``scores``.
+
+    On a CPU: NumPy argmin, then argmin again after masking the minimum with +inf (two vectorised passes, several
+    times faster than a partition or a torch topk for these shapes)."""
     if scores.device.type == "cpu" and scores.dtype in (torch.float32, torch.float64):
         values = scores.numpy()
-        pair = np.argpartition(values, 1, axis=1)[:, :2]  # column 0 holds the minimum, column 1 the runner-up
-        return torch.from_numpy(pair.astype(np.int64))
+        first = values.argmin(axis=1)
+        values[np.arange(len(first)), first] = np.inf
+        return torch.from_numpy(np.stack([first, values.argmin(axis=1)], axis=1))
     return scores.topk(2, dim=1, largest=False, sorted=True).indices
 
 

@@ -1,0 +1,200 @@
+"""The output tables of a run: result rows, customers, cluster profiles, metrics, and prototypes in original units.
+
+Every feature value reported here is in original units: scaled rows and SOM prototypes go back through the
+fitted preprocessor (z·scale + mean, then each encoder's decoding), so categorical codes read as their labels.
+"""
+from __future__ import annotations
+
+import logging
+import platform
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy
+import sklearn
+import torch
+
+import somtorch
+from pipeline.encoding import NumericEncoder, TokenSetEncoder
+from pipeline.feature_sets import N_ROWS
+from pipeline.features import FeaturePreprocessor
+from pipeline.loading import ROW_ID
+from pipeline.segmenter import CustomerSegmenter, Segmentation
+
+logger = logging.getLogger(__name__)
+
+CATEGORICAL_ENCODER_KINDS = ("onehot", "label")
+SEGMENT_COLUMNS = ("bmu_i", "bmu_j", "cluster")
+
+
+def unit_features(preprocessor: FeaturePreprocessor, X: np.ndarray, id_column: str) -> pd.DataFrame:
+    """The features of every unit in original units (``inverse_transform(X)``), (n_units, n_sources).
+
+    A feature named like the id column (the seed set's customerID) is left out: it equals the id column.
+    """
+    decoded = preprocessor.inverse_transform(X)
+    return decoded.drop(columns=[id_column], errors="ignore")
+
+
+def result_table(segmentation: Segmentation, features: pd.DataFrame, id_column: str) -> pd.DataFrame:
+    """One row per kept input row, in input order: the id, ``row_id``, its unit's features (original units),
+    ``bmu_i``, ``bmu_j``, ``cluster``. At customer level every transaction row carries its customer's values."""
+    rows = segmentation.row_segments(id_column)
+    row_features = features.iloc[segmentation.unit_of_row].reset_index(drop=True)
+    return pd.concat(
+        [rows[[id_column, ROW_ID]], row_features, rows[list(SEGMENT_COLUMNS)]], axis=1
+    )
+
+
+def customer_table(segmentation: Segmentation, features: pd.DataFrame, id_column: str) -> pd.DataFrame:
+    """One row per customer (customer-level units): the id, ``n_rows``, features, ``bmu_i``, ``bmu_j``, ``cluster``."""
+    units = segmentation.units
+    bmu_i, bmu_j = np.divmod(segmentation.unit_bmu, segmentation.map_width)
+    return pd.concat([
+        units[[id_column, N_ROWS]].reset_index(drop=True),
+        features.reset_index(drop=True),
+        pd.DataFrame({"bmu_i": bmu_i, "bmu_j": bmu_j, "cluster": segmentation.unit_cluster}),
+    ], axis=1)
+
+
+def cluster_profiles(
+    unit_table: pd.DataFrame,
+    result: pd.DataFrame,
+    neuron_labels: np.ndarray,
+    preprocessor: FeaturePreprocessor,
+    id_column: str,
+) -> pd.DataFrame:
+    """Per cluster (0..k−1, every cluster, also those without rows): sizes and the features of its units.
+
+    Columns: ``cluster``, ``rows`` (kept input rows), ``customers`` (distinct ids among them; a customer whose
+    transactions fall in several clusters counts in each), ``units`` (rows of ``unit_table``: transactions or
+    customers), ``n_neurons``; then, per feature in original units: ``<f>_mean`` and ``<f>_median`` for a number,
+    ``<f>=<label>_share`` (share of the cluster's units with that label) for a one-hot or label-coded category,
+    ``<f>:<token>_share`` (share of units holding the token) for a token set. Each unit counts once.
+    """
+    cluster_ids = pd.RangeIndex(int(neuron_labels.max()) + 1, name="cluster")
+    sizes = pd.DataFrame({
+        "rows": result.groupby("cluster").size(),
+        "customers": result.groupby("cluster")[id_column].nunique(),
+        "units": unit_table.groupby("cluster").size(),
+        "n_neurons": pd.Series(np.bincount(neuron_labels.ravel())),
+    }).reindex(cluster_ids).fillna(0).astype(np.int64)
+    encoders = {encoder.source: encoder for encoder in preprocessor.encoders_}
+    clusters = unit_table["cluster"]
+    blocks = [sizes]
+    for column in [name for name in unit_table.columns if name in encoders]:
+        encoder = encoders[column]
+        if isinstance(encoder, TokenSetEncoder):
+            held = pd.DataFrame(encoder.encode(unit_table[column]),
+                                columns=[f"{column}:{token}_share" for token in encoder.tokens])
+            blocks.append(held.groupby(clusters.to_numpy()).mean().reindex(cluster_ids))
+        elif encoder.kind in CATEGORICAL_ENCODER_KINDS:
+            shares = pd.crosstab(clusters, unit_table[column].astype(str), normalize="index")
+            shares.columns = [f"{column}={label}_share" for label in shares.columns]
+            blocks.append(shares.reindex(cluster_ids))
+        else:
+            grouped = unit_table[column].groupby(clusters)
+            blocks.append(pd.DataFrame({f"{column}_mean": grouped.mean(), f"{column}_median": grouped.median()})
+                          .reindex(cluster_ids))
+    return pd.concat(blocks, axis=1).reset_index()
+
+
+def prototype_planes(preprocessor: FeaturePreprocessor, weights: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """SOM prototypes (x, y, D, scaled) → (x, y, K) plottable values in original units, and their K names.
+
+    Each model column is unscaled (v = z·scale + mean); a signed-log column is mapped back to its amount
+    (sign(v)·(exp|v| − 1)) and named after its source; one-hot, token, label-code and cyclic columns keep their
+    unscaled values (shares, codes, sin/cos), which stay continuous where a decoded label would not.
+    """
+    x, y, width = weights.shape
+    unscaled = preprocessor.standardizer_.inverse_transform(weights.reshape(x * y, width).astype(np.float64))
+    planes, names, start = [], [], 0
+    for encoder in preprocessor.encoders_:
+        stop = start + len(encoder.output_names)
+        block = unscaled[:, start:stop]
+        if isinstance(encoder, NumericEncoder):
+            planes.append(_numeric_values(encoder, block))
+            names.append(encoder.source)
+        else:
+            planes.append(block)
+            names.extend(encoder.output_names)
+        start = stop
+    return np.hstack(planes).reshape(x, y, -1), names
+
+
+def _numeric_values(encoder: NumericEncoder, block: np.ndarray) -> np.ndarray:
+    """A numeric encoder's block in original units without rounding to integers (n, 1)."""
+    values = block[:, 0]
+    if encoder.transform == "slog1p":
+        values = np.sign(values) * np.expm1(np.abs(values))
+    return values[:, None]
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries whose numbers a run depends on."""
+    return {
+        "python": platform.python_version(),
+        "somtorch": somtorch.__version__,
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "pandas": pd.__version__,
+        "sklearn": sklearn.__version__,
+        "scipy": scipy.__version__,
+    }
+
+
+def run_metrics(
+    segmenter: CustomerSegmenter,
+    result: pd.DataFrame,
+    unit_table: pd.DataFrame,
+    *,
+    timings: Mapping[str, float],
+    config: Mapping[str, Any],
+    objective_name: str,
+    objective: float,
+) -> dict[str, Any]:
+    """The metrics.json dictionary: row counts, fit quality, cluster sizes, timings, device, versions, config.
+
+    ``objective`` is the value a sweeper minimises (see ``pipeline.run.objective_value``).
+    """
+    training = segmenter.training_
+    clusters = segmenter.neuron_clusters_
+    cluster_ids = np.arange(clusters.n_clusters)
+    rows_per_cluster = result["cluster"].value_counts().reindex(cluster_ids, fill_value=0)
+    customers_per_cluster = result.groupby("cluster")[segmenter.id_column].nunique().reindex(cluster_ids, fill_value=0)
+    units_per_cluster = unit_table["cluster"].value_counts().reindex(cluster_ids, fill_value=0)
+    hits = np.bincount(training.unit_bmu, minlength=segmenter.som_.n_neurons)
+    return {
+        "rows_in": int(training.cleaning.n_input),
+        "rows_dropped": int(len(training.cleaning.dropped)),
+        "rows_clustered": int(len(result)),
+        "customers": int(result[segmenter.id_column].nunique()),
+        "units": int(len(unit_table)),
+        "unit_level": segmenter.preprocessor_.level,
+        "dropped_reasons": training.cleaning.reason_counts(),
+        "feature_set": segmenter.feature_set,
+        "features": list(segmenter.preprocessor_.feature_names),
+        "quantization_error": float(segmenter.quantization_error_),
+        "topographic_error": float(segmenter.topographic_error_),
+        "cophenetic_correlation": float(clusters.cophenetic_correlation),
+        "n_clusters": int(clusters.n_clusters),
+        "cut_height": float(clusters.cut_height),
+        "cluster_sizes": {
+            "rows": [int(n) for n in rows_per_cluster],
+            "customers": [int(n) for n in customers_per_cluster],
+            "units": [int(n) for n in units_per_cluster],
+            "neurons": [int(n) for n in np.bincount(clusters.labels.ravel(), minlength=clusters.n_clusters)],
+        },
+        "empty_neurons": int((hits == 0).sum()),
+        "timings_s": {stage: round(float(seconds), 4) for stage, seconds in timings.items()},
+        "device": str(segmenter.som_.device),
+        "dtype": str(segmenter.som_.dtype).replace("torch.", ""),
+        "seed": segmenter.seed,
+        "cleaning": dict(segmenter.cleaning_),
+        "versions": library_versions(),
+        "config": dict(config),
+        "objective_name": objective_name,
+        "objective": float(objective),
+    }

@@ -1,0 +1,226 @@
+"""One segmentation run: load → clean → features → SOM → neuron clusters → output files.
+
+Hydra's ``train.py`` calls ``run(cfg)``; tests call it with a plain dict.
+
+The configuration keys are those of ``configs/`` (seed, paths.output_dir, data, features, som, device, clustering,
+plots, objective). The model is fitted by ``pipeline.segmenter.CustomerSegmenter``, the same code that segments new
+files later. Every output is first written (atomically) into a hidden staging folder inside ``output_dir`` and
+moved into place only when all of them exist, so a run that fails, at any stage, leaves no result files.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import silhouette_score
+
+from pipeline.atomic import write_csv_atomic, write_json_atomic
+from pipeline.plots import (
+    plot_cluster_map,
+    plot_component_planes,
+    plot_dendrogram,
+    plot_truncated_dendrogram,
+    plot_u_matrix,
+)
+from pipeline.report import (
+    cluster_profiles,
+    customer_table,
+    prototype_planes,
+    result_table,
+    run_metrics,
+    unit_features,
+)
+from pipeline.scoring import score_against_truth
+from pipeline.segmenter import CustomerSegmenter, read_raw_table, timed_stage, to_plain
+from pipeline.synthetic import generate
+
+logger = logging.getLogger(__name__)
+
+DATA_SOURCES = ("synthetic", "file")
+OBJECTIVES = ("qe_te", "silhouette")
+SILHOUETTE_SAMPLE = 5_000
+CSV_FLOAT_FORMAT = "%.10g"
+
+
+def run(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """Train a segmentation as configured by ``cfg`` and write every output into ``cfg.paths.output_dir``.
+
+    Outputs: result.csv, dropped_rows.csv, cluster_profiles.csv, metrics.json, model.pt, customers.csv (customer
+    level only) and plots/*.png (unless ``plots.enabled`` is false). Returns the metrics dict written to
+    metrics.json; its ``objective`` is the number to minimise. Bad input raises (FileNotFoundError, ValueError,
+    TypeError) before any output is published.
+    """
+    config = to_plain(cfg)
+    output_dir = Path(_section(config, "paths")["output_dir"])
+    seed = config.get("seed", 0)
+    timings: dict[str, float] = {}
+    with timed_stage("load", timings, logger):
+        raw, truth = load_transactions(_section(config, "data"), seed)
+    segmenter = CustomerSegmenter.from_config(config).fit(raw)
+    timings.update(segmenter.timings_)
+
+    with timed_stage("report", timings, logger):
+        tables, units = _output_tables(segmenter)
+        objective_config = config.get("objective", {})
+        objective_name = objective_config.get("name", "qe_te")
+        objective = objective_value(segmenter, objective_name, objective_config.get("te_weight", 1.0))
+        metrics = run_metrics(
+            segmenter, tables["result.csv"], units, timings=timings, config=config,
+            objective_name=objective_name, objective=objective,
+        )
+        if truth is not None:
+            recovery = score_against_truth(tables["result.csv"], truth, id_column=segmenter.id_column)
+            metrics["recovery"] = recovery.as_dict()
+
+    output_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=output_dir))
+    try:
+        with timed_stage("write", timings, logger):
+            _write_tables(tables, staging)
+            segmenter.save(staging / "model.pt")
+        plots = config.get("plots", {})
+        if plots.get("enabled", True):
+            with timed_stage("plots", timings, logger):
+                write_plots(segmenter, staging / "plots", clustering=config.get("clustering", {}),
+                            dpi=plots.get("dpi", 100))
+        metrics["timings_s"] = {stage: round(seconds, 4) for stage, seconds in timings.items()}
+        write_json_atomic(metrics, staging / "metrics.json")
+        _publish(staging, output_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    logger.info("run finished: %d rows in %d clusters, objective %s = %.5g; outputs in %s",
+                metrics["rows_clustered"], metrics["n_clusters"], objective_name, objective, output_dir)
+    return metrics
+
+
+def load_transactions(data: Mapping[str, Any], seed: int) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """The raw transactions of the ``data`` section and, for synthetic data, the truth (else None).
+
+    ``source: synthetic`` draws ``pipeline.synthetic.generate`` (Big Bazaar schema) with ``n_customers``,
+    ``seed`` (default: the run's seed), ``separation``, ``noise_frac``, ``dirt`` and ``rows_per_customer``;
+    ``source: file`` reads ``path`` (CSV, CSV.gz or Parquet) for ``schema``.
+    """
+    source = data.get("source", "synthetic")
+    schema = data.get("schema", "bigbazaar")
+    if source not in DATA_SOURCES:
+        raise ValueError(f"data.source={source!r} is not supported; valid: {list(DATA_SOURCES)}")
+    if source == "file":
+        if not data.get("path"):
+            raise ValueError("data.source='file' needs data.path (a .csv, .csv.gz or .parquet file)")
+        return read_raw_table(data["path"], schema), None
+    if schema != "bigbazaar":
+        raise ValueError(f"synthetic data has the Big Bazaar schema; got data.schema={schema!r} (use 'bigbazaar')")
+    synthetic_seed = data.get("seed")
+    generated = generate(
+        data.get("n_customers", 10_000),
+        seed=seed if synthetic_seed is None else synthetic_seed,
+        rows_per_customer=data.get("rows_per_customer", "sample"),
+        separation=data.get("separation", 1.0),
+        noise_frac=data.get("noise_frac", 0.05),
+        dirt=data.get("dirt", "real"),
+    )
+    return generated.transactions, generated.truth
+
+
+def objective_value(segmenter: CustomerSegmenter, name: str, te_weight: float = 1.0) -> float:
+    """The number a sweep minimises.
+
+    ``qe_te``: QE + te_weight·TE of the trained map. ``silhouette``: minus the silhouette of the units' clusters
+    in the scaled feature space (sklearn, on at most 5,000 units drawn with the run's seed); NaN, with a warning,
+    when the units fall in fewer than two clusters.
+    """
+    if name not in OBJECTIVES:
+        raise ValueError(f"objective.name={name!r} is not supported; valid: {list(OBJECTIVES)}")
+    if name == "qe_te":
+        return float(segmenter.quantization_error_ + te_weight * segmenter.topographic_error_)
+    training = segmenter.training_
+    if np.unique(training.unit_cluster).size < 2:
+        message = "silhouette objective undefined: all units fall in one cluster; objective is NaN"
+        logger.warning(message)
+        warnings.warn(message, UserWarning, stacklevel=2)
+        return float("nan")
+    sample_size = min(len(training.X), SILHOUETTE_SAMPLE)
+    silhouette = silhouette_score(
+        training.X, training.unit_cluster, sample_size=sample_size, random_state=segmenter.seed
+    )
+    return -float(silhouette)
+
+
+def write_plots(
+    segmenter: CustomerSegmenter, plot_dir: Path, *, clustering: Mapping[str, Any], dpi: int = 100
+) -> list[Path]:
+    """The five PNGs of a fitted model: U-matrix with BMU markers per cluster, full and truncated dendrograms,
+    the cluster map with hits, and component planes in original units."""
+    som, clusters, training = segmenter.som_, segmenter.neuron_clusters_, segmenter.training_
+    coords = som.get_euclidean_coordinates()
+    bmu_ij = np.stack(np.divmod(training.unit_bmu, som.y), axis=1)
+    hits = np.bincount(training.unit_bmu, minlength=som.n_neurons).reshape(som.x, som.y)
+    planes, plane_names = prototype_planes(segmenter.preprocessor_, som.get_weights())
+    return [
+        plot_u_matrix(som.distance_map(), coords, som.topology, plot_dir / "u_matrix.png", bmu_ij=bmu_ij,
+                      marker_labels=training.unit_cluster, dpi=dpi),
+        plot_dendrogram(clusters.linkage, plot_dir / "dendrogram.png", cut_height=clusters.cut_height,
+                        neuron_labels=clusters.labels, dpi=dpi),
+        plot_truncated_dendrogram(clusters.linkage, plot_dir / "dendrogram_truncated.png",
+                                  cut_height=clusters.cut_height, p=clustering.get("truncate_p", 12),
+                                  annotate_above=clustering.get("annotate_above"), neuron_labels=clusters.labels,
+                                  dpi=dpi),
+        plot_cluster_map(clusters.labels, coords, som.topology, plot_dir / "cluster_map.png", hits=hits, dpi=dpi),
+        plot_component_planes(planes, plane_names, coords, som.topology, plot_dir / "component_planes.png", dpi=dpi),
+    ]
+
+
+def _output_tables(segmenter: CustomerSegmenter) -> tuple[dict[str, pd.DataFrame], pd.DataFrame]:
+    """The tables by file name (result.csv, dropped_rows.csv, cluster_profiles.csv, and customers.csv at customer
+    level) and the unit table (result rows at transaction level, customers at customer level)."""
+    training, id_column = segmenter.training_, segmenter.id_column
+    features = unit_features(segmenter.preprocessor_, training.X, id_column)
+    result = result_table(training, features, id_column)
+    dropped = training.cleaning.dropped
+    if len(result) + len(dropped) != training.cleaning.n_input:
+        raise RuntimeError(
+            f"row accounting broken: {training.cleaning.n_input} rows in != {len(result)} in result.csv "
+            f"+ {len(dropped)} in dropped_rows.csv"
+        )
+    customer_level = segmenter.preprocessor_.level == "customer"
+    units = customer_table(training, features, id_column) if customer_level else result
+    tables = {
+        "result.csv": result,
+        "dropped_rows.csv": dropped,
+        "cluster_profiles.csv": cluster_profiles(
+            units, result, segmenter.neuron_clusters_.labels, segmenter.preprocessor_, id_column
+        ),
+    }
+    if customer_level:
+        tables["customers.csv"] = units
+    return tables, units
+
+
+def _write_tables(tables: Mapping[str, pd.DataFrame], folder: Path) -> None:
+    """Write each table as ``folder/<name>``; dropped rows keep their raw values' full precision."""
+    for name, table in tables.items():
+        float_format = None if name == "dropped_rows.csv" else CSV_FLOAT_FORMAT
+        write_csv_atomic(table, folder / name, float_format=float_format)
+
+
+def _publish(staging: Path, output_dir: Path) -> None:
+    """Move every file of ``staging`` to the same relative path under ``output_dir`` (each an atomic rename)."""
+    for staged in sorted(path for path in staging.rglob("*") if path.is_file()):
+        target = output_dir / staged.relative_to(staging)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(staged, target)
+
+
+def _section(config: Mapping[str, Any], name: str) -> Mapping[str, Any]:
+    section = config.get(name)
+    if not isinstance(section, Mapping):
+        raise ValueError(f"configuration needs a {name!r} section (a mapping), got {section!r}")
+    return section

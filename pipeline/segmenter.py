@@ -1,0 +1,567 @@
+"""A scikit-learn-shaped customer segmenter: clean → encode/scale → SOM → hierarchical clustering of the neurons.
+
+``CustomerSegmenter.fit(raw)`` learns the cleaning settings (the resolved Age reference date), the feature
+preprocessor (encoders and scaler), the SOM weights and the neuron → cluster map; ``predict(raw)`` applies the
+same cleaning, encoding and scaling to new rows and gives each row the cluster of its best-matching unit.
+``save``/``load`` keep all of it in one ``model.pt`` of tensors and plain values (``torch.load(weights_only=True)``).
+``pipeline.run.run`` is built on this class, so training and scoring share one code path.
+"""
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+import time
+import warnings
+from collections.abc import Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import pandas as pd
+import torch
+
+from pipeline.atomic import write_atomic, write_csv_atomic
+from pipeline.cleaning import (
+    BIGBAZAAR_INTEGER_COLUMNS,
+    ONLINE_RETAIL_MAPPING,
+    REASON,
+    CleanResult,
+    clean_bigbazaar,
+    clean_generic,
+    clean_online_retail,
+)
+from pipeline.clustering import LINKAGE_METHODS, NeuronClusters, assign_rows, cluster_neurons
+from pipeline.feature_sets import FEATURE_SETS, SCHEMAS
+from pipeline.features import FeaturePreprocessor
+from pipeline.loading import ROW_ID, read_bigbazaar, read_table, with_row_id
+from somtorch import SOM
+
+logger = logging.getLogger(__name__)
+
+MODEL_FORMAT = "pipeline.segmenter.CustomerSegmenter/1"
+CLEANING_SCHEMAS = ("bigbazaar", "generic", "online_retail")
+TRAINING_MODES = ("random", "sequential", "batch")
+WEIGHT_INITS = ("random_unit", "sample", "pca")
+BIGBAZAAR_DATE_COLUMN = "transactionDate"
+SEGMENT_COLUMNS = (ROW_ID, "bmu_i", "bmu_j", "cluster")
+BIGBAZAAR_NUMERIC_COLUMNS = ("PinCode", *BIGBAZAAR_INTEGER_COLUMNS, "sale_price_after_promo")
+
+
+@dataclass(frozen=True)
+class Segmentation:
+    """Every stage's output for one table of raw transactions, as segmented by a fitted model.
+
+    Attributes:
+        cleaning: kept rows (``clean``), dropped rows with reasons and the input count.
+        units: one row per clustered unit (a transaction or a customer): ``unit_id``, identifiers, the model
+            columns before scaling (``FeaturePreprocessor.transform``).
+        X: (n_units, D) float64 scaled features, the SOM's input.
+        unit_of_row: (n_clean_rows,) the unit of each kept row (identity at transaction level).
+        unit_bmu: (n_units,) flat BMU index i·y + j of each unit.
+        unit_cluster: (n_units,) cluster of each unit = cluster of its BMU.
+        map_width: y, the number of map columns, to split flat indices into (i, j).
+    """
+
+    cleaning: CleanResult
+    units: pd.DataFrame
+    X: np.ndarray
+    unit_of_row: np.ndarray
+    unit_bmu: np.ndarray
+    unit_cluster: np.ndarray
+    map_width: int
+
+    @property
+    def row_bmu(self) -> np.ndarray:
+        """(n_clean_rows,) flat BMU of each kept row (its unit's BMU)."""
+        return self.unit_bmu[self.unit_of_row]
+
+    @property
+    def row_cluster(self) -> np.ndarray:
+        """(n_clean_rows,) cluster of each kept row (its unit's cluster)."""
+        return self.unit_cluster[self.unit_of_row]
+
+    def row_segments(self, id_column: str) -> pd.DataFrame:
+        """Kept rows in input order: ``row_id``, the id column, ``bmu_i``, ``bmu_j``, ``cluster``."""
+        clean = self.cleaning.clean
+        bmu_i, bmu_j = np.divmod(self.row_bmu, self.map_width)
+        return pd.DataFrame({
+            ROW_ID: clean[ROW_ID].to_numpy(),
+            id_column: clean[id_column].to_numpy(),
+            "bmu_i": bmu_i.astype(np.int64),
+            "bmu_j": bmu_j.astype(np.int64),
+            "cluster": self.row_cluster.astype(np.int64),
+        })
+
+
+class CustomerSegmenter:
+    """Segment retail transactions with a SOM whose neurons are clustered hierarchically.
+
+    Constructor arguments are stored unchanged and validated by ``fit`` (scikit-learn's convention); fitted state
+    ends in ``_``. The defaults are those of ``configs/`` (a 15 × 15 map, 10,000 random-order updates, 8 clusters
+    by average linkage).
+
+    Args:
+        feature_set: ``seed``, ``behavioural`` or ``customer`` (``pipeline.feature_sets``).
+        schema: how raw rows are cleaned: ``bigbazaar`` (cproducts.csv), ``generic`` (needs ``columns``) or
+            ``online_retail`` (UCI Online Retail).
+        columns: the column mapping of the generic schema (``pipeline.cleaning.clean_generic``).
+        age_reference_date: Big Bazaar Age reference day; None → the latest transaction date of the fit data,
+            then kept fixed for ``predict``.
+        x, y, sigma, learning_rate, topology, periodic, neighborhood_function, activation_distance,
+            decay_function, sigma_decay_function: ``somtorch.SOM`` arguments.
+        mode: ``random`` (``iters`` updates on rows shuffled with ``seed`` first, so the first ``iters`` rows
+            MiniSom's order draws are a random sample), ``sequential`` (``iters`` updates in data order) or
+            ``batch`` (``epochs`` epochs of the batch map).
+        init: ``random_unit`` (the SOM constructor's random unit vectors), ``sample`` (``random_weights_init``,
+            rows drawn from the data) or ``pca`` (``pca_weights_init``).
+        linkage_method, n_clusters, max_d: how neurons are clustered (``pipeline.clustering.cluster_neurons``);
+            give ``n_clusters`` or, with ``n_clusters=None``, a cut height ``max_d``.
+        seed: SOM random_seed and row-shuffling seed.
+        device, dtype, allow_tf32: where and in which precision the SOM runs.
+    """
+
+    def __init__(
+        self,
+        feature_set: str = "behavioural",
+        *,
+        schema: str = "bigbazaar",
+        columns: Mapping[str, Any] | None = None,
+        age_reference_date: str | None = None,
+        x: int = 15,
+        y: int = 15,
+        sigma: float = 1.0,
+        learning_rate: float = 0.5,
+        mode: str = "random",
+        iters: int = 10_000,
+        epochs: int = 20,
+        topology: str = "rectangular",
+        periodic: bool = False,
+        neighborhood_function: str = "gaussian",
+        activation_distance: str = "euclidean",
+        decay_function: str = "asymptotic_decay",
+        sigma_decay_function: str = "asymptotic_decay",
+        init: str = "random_unit",
+        linkage_method: str = "average",
+        n_clusters: int | None = 8,
+        max_d: float | None = None,
+        seed: int = 0,
+        device: str = "auto",
+        dtype: str = "float32",
+        allow_tf32: bool = False,
+    ) -> None:
+        self.feature_set = feature_set
+        self.schema = schema
+        self.columns = columns
+        self.age_reference_date = age_reference_date
+        self.x = x
+        self.y = y
+        self.sigma = sigma
+        self.learning_rate = learning_rate
+        self.mode = mode
+        self.iters = iters
+        self.epochs = epochs
+        self.topology = topology
+        self.periodic = periodic
+        self.neighborhood_function = neighborhood_function
+        self.activation_distance = activation_distance
+        self.decay_function = decay_function
+        self.sigma_decay_function = sigma_decay_function
+        self.init = init
+        self.linkage_method = linkage_method
+        self.n_clusters = n_clusters
+        self.max_d = max_d
+        self.seed = seed
+        self.device = device
+        self.dtype = dtype
+        self.allow_tf32 = allow_tf32
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> CustomerSegmenter:
+        """Build a segmenter from the run configuration (keys ``seed``, ``data``, ``features``, ``som``,
+        ``device``, ``clustering`` as in ``configs/``); missing keys take the constructor's defaults."""
+        data, som = config.get("data", {}), config.get("som", {})
+        device, clustering = config.get("device", {}), config.get("clustering", {})
+        som_keys = ("x", "y", "sigma", "learning_rate", "mode", "iters", "epochs", "topology", "periodic",
+                    "neighborhood_function", "activation_distance", "decay_function", "sigma_decay_function", "init")
+        arguments: dict[str, Any] = {key: som[key] for key in som_keys if key in som}
+        renamed = {
+            "feature_set": config.get("features", {}).get("name"),
+            "schema": data.get("schema"),
+            "columns": data.get("columns"),
+            "age_reference_date": data.get("age_reference_date"),
+            "linkage_method": clustering.get("method"),
+            "seed": config.get("seed"),
+            "device": device.get("type"),
+            "dtype": device.get("dtype"),
+            "allow_tf32": device.get("allow_tf32"),
+        }
+        arguments.update({key: value for key, value in renamed.items() if value is not None})
+        if "n_clusters" in clustering:
+            arguments["n_clusters"] = clustering["n_clusters"]
+        if "max_d" in clustering:
+            arguments["max_d"] = clustering["max_d"]
+        return cls(**arguments)
+
+    def get_params(self) -> dict[str, Any]:
+        """The constructor arguments, as given."""
+        return {name: getattr(self, name) for name in inspect.signature(type(self)).parameters}
+
+    # ------------------------------------------------------------------ fitting
+    def fit(self, raw: pd.DataFrame) -> CustomerSegmenter:
+        """Clean ``raw``, fit the features, train the SOM, cluster its neurons. Returns self.
+
+        Fitted attributes: ``cleaning_`` (schema, resolved age_reference_date, columns), ``preprocessor_``,
+        ``som_``, ``neuron_clusters_`` (linkage, labels (x, y), cut height, cophenetic correlation),
+        ``quantization_error_``, ``topographic_error_`` (on the training units), ``training_`` (the
+        ``Segmentation`` of ``raw``) and ``timings_`` (seconds per stage).
+        """
+        self._validate_params()
+        self.timings_: dict[str, float] = {}
+        self.cleaning_ = {
+            "schema": self.schema,
+            "age_reference_date": self._resolve_age_reference(raw),
+            "columns": None if self.columns is None else to_plain(self.columns),
+        }
+        with timed_stage("clean", self.timings_):
+            cleaning = self._clean(raw)
+        if len(cleaning.clean) == 0:
+            raise ValueError(
+                f"no rows left after cleaning: all {cleaning.n_input} input rows were dropped "
+                f"(reasons: {cleaning.reason_counts()})"
+            )
+        with timed_stage("features", self.timings_):
+            preprocessor = FeaturePreprocessor(self.feature_set)
+            X, units = preprocessor.fit_transform(cleaning.clean)
+            unit_of_row = preprocessor.unit_index(cleaning.clean)
+        self._warn_if_fewer_units_than_neurons(len(X), preprocessor.level)
+        with timed_stage("train", self.timings_):
+            som = self._train_som(X)
+        with timed_stage("evaluate", self.timings_):
+            unit_bmu = som.bmu_indices(X).cpu().numpy()
+            self.quantization_error_ = som.quantization_error(X)
+            self.topographic_error_ = som.topographic_error(X)
+        logger.info("quantization error %.5g, topographic error %.4f",
+                    self.quantization_error_, self.topographic_error_)
+        with timed_stage("cluster", self.timings_):
+            hits = np.bincount(unit_bmu, minlength=self.x * self.y).reshape(self.x, self.y)
+            self.neuron_clusters_ = cluster_neurons(
+                som.get_weights(), method=self.linkage_method, n_clusters=self.n_clusters, max_d=self.max_d, hits=hits
+            )
+        self.preprocessor_ = preprocessor
+        self.som_ = som
+        self.training_ = Segmentation(
+            cleaning=cleaning, units=units, X=X, unit_of_row=unit_of_row, unit_bmu=unit_bmu,
+            unit_cluster=assign_rows(self.neuron_clusters_.labels, unit_bmu), map_width=self.y,
+        )
+        return self
+
+    def _validate_params(self) -> None:
+        """Check every constructor argument before any work is done."""
+        _check_choice("feature_set", self.feature_set, tuple(FEATURE_SETS))
+        _check_choice("schema", self.schema, CLEANING_SCHEMAS)
+        _check_choice("mode", self.mode, TRAINING_MODES)
+        _check_choice("init", self.init, WEIGHT_INITS)
+        _check_choice("linkage_method", self.linkage_method, LINKAGE_METHODS)
+        if self.schema == "generic" and not self.columns:
+            raise ValueError("schema='generic' needs a column mapping (data.columns): {id, date, amount, ...}")
+        for name in ("x", "y", "iters", "epochs"):
+            _check_positive_int(name, getattr(self, name))
+        if (self.n_clusters is None) == (self.max_d is None):
+            raise ValueError(
+                f"give exactly one of n_clusters and max_d, got n_clusters={self.n_clusters!r}, max_d={self.max_d!r}"
+            )
+        if self.n_clusters is not None:
+            _check_positive_int("n_clusters", self.n_clusters)
+            if self.n_clusters > self.x * self.y:
+                raise ValueError(
+                    f"n_clusters={self.n_clusters} is more than the {self.x}×{self.y} map's {self.x * self.y} "
+                    "neurons; lower n_clusters or enlarge the map"
+                )
+        if self.max_d is not None and not (
+            isinstance(self.max_d, (int, float, np.number)) and not isinstance(self.max_d, bool)
+            and np.isfinite(self.max_d) and self.max_d >= 0
+        ):
+            raise ValueError(f"max_d must be a finite, non-negative cut height, got {self.max_d!r}")
+
+    def _resolve_age_reference(self, raw: pd.DataFrame) -> str | None:
+        """The Age reference day as 'YYYY-MM-DD' (Big Bazaar only): the given one, else the latest parseable
+        transactionDate of ``raw``."""
+        if self.schema != "bigbazaar":
+            return None
+        if self.age_reference_date is not None:
+            try:
+                return pd.Timestamp(self.age_reference_date).date().isoformat()
+            except (TypeError, ValueError) as error:
+                raise ValueError(
+                    f"age_reference_date {self.age_reference_date!r} is not a date (use 'YYYY-MM-DD')"
+                ) from error
+        if BIGBAZAAR_DATE_COLUMN not in raw.columns:
+            return None  # clean_bigbazaar reports the missing columns
+        latest = pd.to_datetime(raw[BIGBAZAAR_DATE_COLUMN], format="ISO8601", errors="coerce").max()
+        return None if pd.isna(latest) else latest.date().isoformat()
+
+    def _clean(self, raw: pd.DataFrame) -> CleanResult:
+        """Apply this model's cleaning (schema, resolved Age reference date, column mapping) to raw rows.
+
+        A blank in a numeric column is missing data: the row is dropped with a reason. Text in a numeric column
+        means the wrong file or column mapping: ``_check_numeric_columns`` raises before anything is cleaned.
+        """
+        schema = self.cleaning_["schema"]
+        raw = with_row_id(raw)
+        _check_numeric_columns(raw, self._numeric_input_columns())
+        if schema == "bigbazaar":
+            return clean_bigbazaar(raw, age_reference_date=self.cleaning_["age_reference_date"])
+        if schema == "generic":
+            return clean_generic(raw, self.cleaning_["columns"])
+        return clean_online_retail(raw)
+
+    def _numeric_input_columns(self) -> list[str]:
+        """The raw columns this model's cleaning parses as numbers."""
+        schema = self.cleaning_["schema"]
+        if schema == "bigbazaar":
+            return [*BIGBAZAAR_NUMERIC_COLUMNS]
+        mapping = ONLINE_RETAIL_MAPPING if schema == "online_retail" else self.cleaning_["columns"]
+        single = [mapping[role] for role in ("amount", "quantity", "unit_price") if mapping.get(role)]
+        return single + list(mapping.get("numerics") or [])
+
+    def _warn_if_fewer_units_than_neurons(self, n_units: int, level: str) -> None:
+        neurons = self.x * self.y
+        if n_units < neurons:
+            message = (
+                f"only {n_units} {level} units to train a {self.x}×{self.y} map of {neurons} neurons: "
+                "many neurons will stay empty; use a smaller map or more data"
+            )
+            logger.warning(message)
+            warnings.warn(message, UserWarning, stacklevel=3)
+
+    def _train_som(self, X: np.ndarray) -> SOM:
+        """Build the SOM, initialise its weights (``init``) and train it (``mode``)."""
+        som = SOM(
+            self.x, self.y, X.shape[1], sigma=self.sigma, learning_rate=self.learning_rate,
+            decay_function=self.decay_function, neighborhood_function=self.neighborhood_function,
+            topology=self.topology, activation_distance=self.activation_distance, random_seed=self.seed,
+            sigma_decay_function=self.sigma_decay_function, periodic=self.periodic, device=self.device,
+            dtype=self.dtype, allow_tf32=self.allow_tf32,
+        )
+        if self.init == "sample":
+            som.random_weights_init(X)
+        elif self.init == "pca":
+            som.pca_weights_init(X)
+        logger.info("training %r (%s mode, init %s) on %d units", som, self.mode, self.init, len(X))
+        if self.mode == "random":
+            # MiniSom's order draws only rows 0..T-1 when T < N; shuffling first makes those a random sample.
+            shuffled = X[np.random.default_rng(self.seed).permutation(len(X))]
+            som.train_random(shuffled, self.iters, verbose=True)
+        elif self.mode == "sequential":
+            som.train_sequential(X, self.iters, verbose=True)
+        else:
+            som.train_batch(X, self.epochs, verbose=True)
+        return som
+
+    # ------------------------------------------------------------------ prediction
+    def segment(self, raw: pd.DataFrame) -> Segmentation:
+        """Clean, encode and scale ``raw`` with the fitted state and map every unit to its BMU and cluster."""
+        self._check_fitted()
+        cleaning = self._clean(raw)
+        if len(cleaning.clean) == 0:
+            X, units = np.empty((0, len(self.preprocessor_.feature_names))), pd.DataFrame()
+            unit_of_row = np.empty(0, dtype=np.int64)
+            unit_bmu = np.empty(0, dtype=np.int64)
+        else:
+            X, units = self.preprocessor_.transform(cleaning.clean)
+            unit_of_row = self.preprocessor_.unit_index(cleaning.clean)
+            unit_bmu = self.som_.bmu_indices(X).cpu().numpy()
+        return Segmentation(
+            cleaning=cleaning, units=units, X=X, unit_of_row=unit_of_row, unit_bmu=unit_bmu,
+            unit_cluster=assign_rows(self.neuron_clusters_.labels, unit_bmu), map_width=self.som_.y,
+        )
+
+    def predict(self, raw: pd.DataFrame) -> pd.DataFrame:
+        """One row per input row, in ``row_id`` order: ``row_id``, the id column, ``bmu_i``, ``bmu_j``,
+        ``cluster`` (nullable Int64, missing for dropped rows) and ``reason`` (why a row was dropped, else missing)."""
+        return self._prediction_table(self.segment(raw))
+
+    def fit_predict(self, raw: pd.DataFrame) -> pd.DataFrame:
+        """``fit(raw)``, then the ``predict`` table of the training rows (without segmenting them twice)."""
+        return self.fit(raw)._prediction_table(self.training_)
+
+    def _prediction_table(self, segmentation: Segmentation) -> pd.DataFrame:
+        """Kept rows with their BMU and cluster, and dropped rows with their reason, in ``row_id`` order."""
+        kept = segmentation.row_segments(self.id_column)
+        kept[REASON] = pd.Series(pd.NA, index=kept.index, dtype="string")
+        dropped = segmentation.cleaning.dropped
+        removed = pd.DataFrame({
+            ROW_ID: dropped[ROW_ID].to_numpy(),
+            self.id_column: dropped.iloc[:, 1].to_numpy(),  # cleaners put the raw id column second
+            REASON: dropped[REASON].astype("string").to_numpy(),
+        })
+        table = pd.concat([kept, removed], ignore_index=True).astype({name: "Int64" for name in SEGMENT_COLUMNS})
+        return table.sort_values(ROW_ID, kind="stable").reset_index(drop=True)
+
+    @property
+    def id_column(self) -> str:
+        """The customer id column of the cleaned rows (``customerID`` for Big Bazaar, ``customer_id`` otherwise)."""
+        self._check_fitted()
+        return SCHEMAS[self.preprocessor_.schema_].id
+
+    # ------------------------------------------------------------------ persistence
+    def state_dict(self) -> dict[str, Any]:
+        """Everything ``predict`` needs, as tensors and plain values (``torch.load(weights_only=True)``-safe)."""
+        self._check_fitted()
+        clusters = self.neuron_clusters_
+        return {
+            "format": MODEL_FORMAT,
+            "params": to_plain(self.get_params()),
+            "cleaning": dict(self.cleaning_),
+            "preprocessor": self.preprocessor_.state_dict(),
+            "som": self.som_.state_dict(),
+            "neuron_clusters": torch.as_tensor(clusters.labels, dtype=torch.int64),
+            "clustering": {
+                "n_clusters": int(clusters.n_clusters),
+                "cut_height": float(clusters.cut_height),
+                "cophenetic_correlation": float(clusters.cophenetic_correlation),
+                "linkage": torch.as_tensor(clusters.linkage, dtype=torch.float64),
+            },
+            "training_metrics": {
+                "quantization_error": float(self.quantization_error_),
+                "topographic_error": float(self.topographic_error_),
+            },
+        }
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write ``state_dict()`` to ``path`` (``model.pt``) atomically. Returns the path."""
+        state = self.state_dict()
+        return write_atomic(path, lambda tmp: torch.save(state, tmp))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, device: str | None = None) -> CustomerSegmenter:
+        """Read a ``model.pt`` written by ``save`` (weights_only) and put its SOM on ``device`` (None → "auto")."""
+        model_path = Path(path)
+        if not model_path.is_file():
+            raise FileNotFoundError(f"model file not found: {model_path}")
+        state = torch.load(model_path, map_location="cpu", weights_only=True)
+        if not isinstance(state, dict) or state.get("format") != MODEL_FORMAT:
+            found = state.get("format") if isinstance(state, dict) else type(state).__name__
+            raise ValueError(
+                f"{model_path} is not a CustomerSegmenter model (format {found!r}, expected {MODEL_FORMAT!r})"
+            )
+        params = dict(state["params"])
+        params["device"] = "auto" if device is None else device
+        segmenter = cls(**params)
+        segmenter.cleaning_ = dict(state["cleaning"])
+        segmenter.preprocessor_ = FeaturePreprocessor.from_state_dict(state["preprocessor"])
+        segmenter.som_ = SOM.from_state_dict(state["som"], device=params["device"])
+        clustering = state["clustering"]
+        segmenter.neuron_clusters_ = NeuronClusters(
+            linkage=clustering["linkage"].numpy(),
+            labels=state["neuron_clusters"].numpy(),
+            n_clusters=clustering["n_clusters"],
+            cut_height=clustering["cut_height"],
+            cophenetic_correlation=clustering["cophenetic_correlation"],
+        )
+        segmenter.quantization_error_ = state["training_metrics"]["quantization_error"]
+        segmenter.topographic_error_ = state["training_metrics"]["topographic_error"]
+        logger.info("loaded %s: %s features, %r", model_path, segmenter.feature_set, segmenter.som_)
+        return segmenter
+
+    def read_input(self, path: str | os.PathLike) -> pd.DataFrame:
+        """Read a raw transactions file (CSV, CSV.gz, Parquet) the way this model's schema expects."""
+        schema = self.cleaning_["schema"] if hasattr(self, "cleaning_") else self.schema
+        return read_raw_table(path, schema)
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "som_"):
+            raise RuntimeError("CustomerSegmenter is not fitted; call fit() or CustomerSegmenter.load() first")
+
+
+def _check_numeric_columns(raw: pd.DataFrame, columns: list[str]) -> None:
+    """Raise ValueError naming the column, bad values and row ids when a numeric column holds text.
+
+    Blanks are allowed (cleaning drops them with a reason); columns absent from ``raw`` are left to cleaning,
+    which names every missing column.
+    """
+    for column in columns:
+        if column not in raw.columns or pd.api.types.is_numeric_dtype(raw[column]):
+            continue
+        text = raw[column].astype("string").str.strip()
+        non_numeric = text.notna() & (text != "") & pd.to_numeric(text, errors="coerce").isna()
+        if non_numeric.any():
+            examples = text[non_numeric].unique()[:3].tolist()
+            row_ids = raw.loc[non_numeric, ROW_ID].head(3).tolist()
+            raise ValueError(
+                f"column {column!r} must be numeric, but {int(non_numeric.sum())} row(s) hold non-numeric values, "
+                f"e.g. {examples} at row_id {row_ids}; fix the values or the column mapping"
+            )
+
+
+def read_raw_table(path: str | os.PathLike, schema: str) -> pd.DataFrame:
+    """Read raw transactions for a cleaning ``schema``: Big Bazaar keeps its text columns as text."""
+    _check_choice("schema", schema, CLEANING_SCHEMAS)
+    return read_bigbazaar(path) if schema == "bigbazaar" else read_table(path)
+
+
+def segment_file(
+    model_path: str | os.PathLike, data_path: str | os.PathLike, output_dir: str | os.PathLike
+) -> dict[str, Any]:
+    """Segment a transactions file with a saved model; write ``segments.csv`` and ``dropped_rows.csv``.
+
+    ``segments.csv``: one row per kept input row, ``row_id, <id>, bmu_i, bmu_j, cluster``; ``dropped_rows.csv``:
+    ``row_id, <id>, reason`` and the raw values of every removed row. Both are written atomically, only after
+    the whole file was segmented. Returns counts, cluster sizes and the paths written.
+    """
+    segmenter = CustomerSegmenter.load(model_path)
+    raw = segmenter.read_input(data_path)
+    segmentation = segmenter.segment(raw)
+    segments = segmentation.row_segments(segmenter.id_column)
+    dropped = segmentation.cleaning.dropped
+    if len(segments) + len(dropped) != len(raw):
+        raise RuntimeError(
+            f"row accounting broken: {len(raw)} rows in != {len(segments)} segmented + {len(dropped)} dropped"
+        )
+    out = Path(output_dir)
+    segments_path = write_csv_atomic(segments, out / "segments.csv")
+    dropped_path = write_csv_atomic(dropped, out / "dropped_rows.csv")
+    sizes = np.bincount(segments["cluster"].to_numpy(), minlength=segmenter.neuron_clusters_.n_clusters)
+    logger.info("segmented %d of %d rows of %s into %s", len(segments), len(raw), data_path, out)
+    return {
+        "rows_in": len(raw),
+        "rows_segmented": len(segments),
+        "rows_dropped": len(dropped),
+        "cluster_sizes": [int(size) for size in sizes],
+        "segments_csv": str(segments_path),
+        "dropped_rows_csv": str(dropped_path),
+    }
+
+
+@contextmanager
+def timed_stage(stage: str, timings: dict[str, float], log: logging.Logger = logger) -> Iterator[None]:
+    """Record the wall time of a stage in ``timings[stage]`` (seconds) and log it on ``log``."""
+    started = time.perf_counter()
+    yield
+    timings[stage] = time.perf_counter() - started
+    log.info("stage %s took %.2f s", stage, timings[stage])
+
+
+def _check_choice(name: str, value: Any, valid: tuple[str, ...]) -> None:
+    if value not in valid:
+        raise ValueError(f"{name}={value!r} is not supported; valid: {list(valid)}")
+
+
+def _check_positive_int(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be an integer ≥ 1, got {value!r}")
+
+
+def to_plain(value: Any) -> Any:
+    """Mappings and sequences (OmegaConf containers included) as plain dicts and lists, recursively; NumPy scalars
+    as Python scalars."""
+    if isinstance(value, Mapping):
+        return {str(key): to_plain(item) for key, item in value.items()}
+    if isinstance(value, Sequence) and not isinstance(value, (str, bytes)):
+        return [to_plain(item) for item in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
