@@ -326,23 +326,32 @@ def encoder_from_state(state: dict[str, Any]) -> ColumnEncoder:
     return ENCODERS[kind].from_state(state)
 
 
+PROPORTION_SCALE = 0.5  # the largest standard deviation of a variable in [0, 1]
+
+
 class Standardizer:
     """Column-wise z-scores z = (v − mean) / scale, with scale = population std (ddof 0), 1 for a constant column.
 
     The same parameters as sklearn's ``StandardScaler``; kept as plain lists for the preprocessor state.
+    ``fit(values, proportion_columns=mask)`` gives the masked columns (indicators and shares, values in [0, 1])
+    the fixed scale 0.5 instead: the largest standard deviation a [0, 1] column can have, reached by a balanced
+    0/1 column. A rare indicator then stays within ±2 instead of reaching z ≈ 30 on its few rows, which would make
+    a Euclidean SOM spend neurons on those rows and isolate them as singleton segments.
     """
 
     def __init__(self, mean: Sequence[float] | None = None, scale: Sequence[float] | None = None) -> None:
         self.mean = np.asarray(mean, dtype=np.float64) if mean is not None else None
         self.scale = np.asarray(scale, dtype=np.float64) if scale is not None else None
 
-    def fit(self, values: np.ndarray) -> Standardizer:
-        """Learn mean and scale from ``values`` (n x D, n ≥ 1)."""
+    def fit(self, values: np.ndarray, proportion_columns: np.ndarray | None = None) -> Standardizer:
+        """Learn mean and scale from ``values`` (n x D, n ≥ 1); ``proportion_columns`` (D,) bool gets scale 0.5."""
         if values.ndim != 2 or len(values) == 0:
             raise ValueError(f"standardizer needs a non-empty 2-D array, got shape {values.shape}")
         self.mean = values.mean(axis=0)
         constant = values.max(axis=0) == values.min(axis=0)  # exact test: a float std of a constant can be 1e-13
         self.scale = np.where(constant, 1.0, values.std(axis=0))
+        if proportion_columns is not None:
+            self.scale = np.where(proportion_columns & ~constant, PROPORTION_SCALE, self.scale)
         return self
 
     def transform(self, values: np.ndarray) -> np.ndarray:

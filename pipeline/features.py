@@ -85,7 +85,8 @@ class FeaturePreprocessor:
         build_units, make_encoders = builders[schema]
         units = build_units(clean, SCHEMAS[schema], self.reference_date_)
         self.encoders_ = [encoder.fit(units.sources[encoder.source]) for encoder in make_encoders(units.sources)]
-        self.standardizer_ = Standardizer().fit(self._encode(units.sources))
+        encoded = self._encode(units.sources)
+        self.standardizer_ = Standardizer().fit(encoded, self._proportion_columns(encoded))
         logger.info(
             "fitted %s features (%s level, %s data): %d units x %d columns",
             self.feature_set, self.level, schema, len(units.sources), len(self.feature_names),
@@ -182,6 +183,13 @@ class FeaturePreprocessor:
             counts = {names[column]: int(count) for column, count in enumerate(bad.sum(axis=0)) if count}
             raise ValueError(f"NaN or inf reached the feature matrix (cleaning should have removed them): {counts}")
         return encoded
+
+    def _proportion_columns(self, encoded: np.ndarray) -> np.ndarray | None:
+        """Columns scaled as proportions (see ``Standardizer``): every column within [0, 1] (indicators, one-hot
+        columns, shares), except in the ``seed`` set, which keeps the 2018 script's plain StandardScaler."""
+        if self.feature_set == "seed":
+            return None
+        return (encoded.min(axis=0) >= 0) & (encoded.max(axis=0) <= 1)
 
     def _resolve_reference_date(self, clean: pd.DataFrame) -> pd.Timestamp:
         if self.reference_date is not None:

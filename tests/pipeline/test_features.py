@@ -158,7 +158,12 @@ def test_behavioural_matrix_equals_independent_construction(bigbazaar_clean):
         sources["Age"], onehots["Gender"], np.sign(price) * np.log(1 + np.abs(price)), sources["promo"],
         tokens, np.sin(angle), np.cos(angle), onehots["store_code"], onehots["product_family"],
     ]).astype(float)
-    np.testing.assert_allclose(X, StandardScaler().fit_transform(unscaled), rtol=1e-9, atol=1e-9)
+    # continuous columns: sklearn's StandardScaler; [0, 1] columns (indicators): centred and divided by 0.5
+    proportions = (unscaled.min(0) >= 0) & (unscaled.max(0) <= 1)
+    expected = StandardScaler().fit_transform(unscaled)
+    expected[:, proportions] = (unscaled[:, proportions] - unscaled[:, proportions].mean(0)) / 0.5
+    assert proportions.sum() == X.shape[1] - 4  # all but Age, log price, month sin and cos
+    np.testing.assert_allclose(X, expected, rtol=1e-9, atol=1e-9)
     assert len(preprocessor.feature_names) == X.shape[1] == unscaled.shape[1]
 
 
@@ -379,10 +384,16 @@ def test_synthetic_generator_output_runs_through_every_feature_set():
     synthetic = pytest.importorskip("pipeline.synthetic")
     clean = clean_bigbazaar(synthetic.generate(300, seed=2).transactions).clean
     for feature_set in FEATURE_SETS:
-        X, units = FeaturePreprocessor(feature_set).fit_transform(clean)
+        preprocessor = FeaturePreprocessor(feature_set)
+        X, units = preprocessor.fit_transform(clean)
         assert np.isfinite(X).all() and len(units) == len(X)
         np.testing.assert_allclose(X.mean(axis=0), 0, atol=1e-9)
-        assert np.all(np.isclose(X.std(axis=0), 1) | np.isclose(X.std(axis=0), 0)), feature_set
+        raw = units[preprocessor.feature_names].to_numpy(float)
+        proportion = (raw.min(0) >= 0) & (raw.max(0) <= 1) & (feature_set != "seed")
+        std = X.std(axis=0)
+        # standardised columns have unit variance; [0, 1] columns have std(p)/0.5 ≤ 1
+        assert np.all(np.isclose(std[~proportion], 1) | np.isclose(std[~proportion], 0)), feature_set
+        np.testing.assert_allclose(std[proportion], raw[:, proportion].std(0) / 0.5)
     behavioural = FeaturePreprocessor("behavioural")
     assert_frames_close(behavioural.inverse_transform(behavioural.fit_transform(clean)[0]),
                         expected_behavioural_sources(clean).reset_index(drop=True))

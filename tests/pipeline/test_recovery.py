@@ -25,28 +25,28 @@ METHODS = ("som+average", "som+ward", "kmeans")
 
 # Mean ARI over SEEDS at separation 1 (2,000 customers, 10 × 10 map, 5,000 random-order updates, 8 clusters),
 # measured on the 2-core CPU box; rows = transaction level, customers = each customer's majority cluster.
-# Per-seed spread in brackets (rows).
+# Per-seed range in brackets (rows). Indicator and share columns are scaled as proportions (pipeline.encoding).
 #   features     method        rows   customers
 #   seed         som+average   0.204  0.199      (0.121-0.255)
 #   seed         som+ward      0.250  0.245      (0.241-0.255)
 #   seed         kmeans        0.257  0.259      (0.242-0.267)
-#   behavioural  som+average   0.114  0.115      (0.078-0.140)
-#   behavioural  som+ward      0.152  0.151      (0.127-0.170)
-#   behavioural  kmeans        0.249  0.247      (0.218-0.276)
-#   customer     som+average   0.079  0.081      (0.024-0.131)
-#   customer     som+ward      0.124  0.133      (0.088-0.163)
-#   customer     kmeans        0.266  0.274      (0.231-0.319)
+#   behavioural  som+average   0.309  0.305      (0.244-0.413)
+#   behavioural  som+ward      0.379  0.374      (0.350-0.424)
+#   behavioural  kmeans        0.427  0.426      (0.372-0.461)
+#   customer     som+average   0.228  0.252      (0.215-0.235)
+#   customer     som+ward      0.267  0.324      (0.243-0.308)
+#   customer     kmeans        0.319  0.377      (0.282-0.384)
 # At separation 0 every figure is within ±0.003 of 0.
 MEASURED = {
     ("seed", "som+average"): (0.204, 0.199),
     ("seed", "som+ward"): (0.250, 0.245),
     ("seed", "kmeans"): (0.257, 0.259),
-    ("behavioural", "som+average"): (0.114, 0.115),
-    ("behavioural", "som+ward"): (0.152, 0.151),
-    ("behavioural", "kmeans"): (0.249, 0.247),
-    ("customer", "som+average"): (0.079, 0.081),
-    ("customer", "som+ward"): (0.124, 0.133),
-    ("customer", "kmeans"): (0.266, 0.274),
+    ("behavioural", "som+average"): (0.309, 0.305),
+    ("behavioural", "som+ward"): (0.379, 0.374),
+    ("behavioural", "kmeans"): (0.427, 0.426),
+    ("customer", "som+average"): (0.228, 0.252),
+    ("customer", "som+ward"): (0.267, 0.324),
+    ("customer", "kmeans"): (0.319, 0.377),
 }
 MARGIN = 0.04
 
@@ -96,10 +96,16 @@ def test_recovery_at_full_separation_matches_the_measurement(
     assert customer_ari >= measured_customers - MARGIN, separated
 
 
-def test_kmeans_baseline_recovers_at_least_as_well_as_som_average_linkage(separated: pd.DataFrame) -> None:
-    # Measured gap 0.05-0.19 ARI: average linkage of the neurons leaves one giant cluster and a few small ones.
+def test_som_segments_stay_close_to_the_kmeans_baseline(separated: pd.DataFrame) -> None:
+    """SOM + hierarchical clustering against k-means with k = n_clusters on the same features.
+
+    Measured ratios (rows): average linkage 0.71–0.79 of k-means, ward 0.84–0.97. The SOM spends its 100
+    prototypes on the data's shape, and the cut of their tree is a coarser partition than k-means optimises.
+    """
     for feature_set in FEATURE_SETS:
-        assert separated.loc[(feature_set, "kmeans"), "rows"] >= separated.loc[(feature_set, "som+average"), "rows"]
+        kmeans = separated.loc[(feature_set, "kmeans"), "rows"]
+        assert separated.loc[(feature_set, "som+average"), "rows"] >= 0.55 * kmeans, separated
+        assert separated.loc[(feature_set, "som+ward"), "rows"] >= 0.7 * kmeans, separated
 
 
 def test_recovery_rises_with_separation(separated: pd.DataFrame) -> None:
