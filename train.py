@@ -1,0 +1,107 @@
+"""Train a SOM customer segmentation: a thin Hydra entry point around ``pipeline.run.run``.
+
+    python train.py                                        # built-in synthetic data, 15 x 15 map
+    python train.py data=bigbazaar data.path=../shared/data/bigbazaar_skrohit/cproducts.csv
+    python train.py -m som.sigma=0.5,1 som.x=8,10          # sweep; summary in the sweep folder
+    python train.py hparams_search=som_optuna              # Optuna search (pip install -r requirements-sweep.txt)
+
+Every output (result.csv, metrics.json, model.pt, plots/, train.log) lands in the Hydra run folder,
+``outputs/<date>/<time>/`` (``multirun/<date>/<time>/<job>/`` in a sweep). ``main`` returns the objective
+(``metrics["objective"]``, to minimise) so sweepers can use it.
+"""
+from __future__ import annotations
+
+import importlib.util
+import logging
+import math
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Sequence
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+from pipeline.atomic import write_json_atomic
+from pipeline.config_schema import check_known_keys, register_configs
+from pipeline.run import run
+from pipeline.sweep_summary import FAILURE_FILE
+
+logger = logging.getLogger(__name__)
+
+OPTUNA_PLUGIN = "hydra_plugins.hydra_optuna_sweeper"
+OPTUNA_INSTALL_HINT = (
+    "hparams_search needs the Optuna sweeper plugin, which is not installed: "
+    "run `pip install -r requirements-sweep.txt` and try again"
+)
+# Errors that describe bad input or an unusable machine: reported in one line instead of a traceback.
+USER_ERRORS = (ValueError, TypeError, FileNotFoundError, RuntimeError)
+
+register_configs()
+
+
+@hydra.main(version_base="1.3", config_path="configs", config_name="config")
+def main(cfg: DictConfig) -> float:
+    """Run the pipeline into ``cfg.paths.output_dir`` and return ``metrics["objective"]`` (lower is better).
+
+    A failing run writes ``failure.json`` (error, traceback, seconds) into its output folder. In a sweep the job
+    then returns NaN, so the other jobs still run and the sweep summary lists it as failed. A single run exits
+    with status 1 and one line on stderr (``HYDRA_FULL_ERROR=1`` shows the traceback instead).
+    """
+    started = time.perf_counter()
+    output_dir = Path(cfg.paths.output_dir)
+    try:
+        check_known_keys(cfg)
+        metrics = run(OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True))
+    except Exception as error:
+        write_json_atomic(_failure_record(error, time.perf_counter() - started), output_dir / FAILURE_FILE)
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            logger.error("job failed: %s: %s (details in %s)", type(error).__name__, error, output_dir / FAILURE_FILE)
+            return math.nan
+        if not isinstance(error, USER_ERRORS) or os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        print(f"train.py: error: {_one_line(error)}", file=sys.stderr)
+        sys.exit(1)
+    logger.info("objective %s = %.6g; outputs in %s", cfg.objective.name, metrics["objective"], output_dir)
+    return float(metrics["objective"])
+
+
+def _failure_record(error: BaseException, seconds: float) -> dict[str, object]:
+    """What ``failure.json`` holds: the error's type and message, its traceback, and the run time so far."""
+    return {
+        "status": "failed",
+        "error_type": type(error).__name__,
+        "error": str(error),
+        "traceback": "".join(traceback.format_exception(error)),
+        "runtime_s": seconds,
+    }
+
+
+def _one_line(error: BaseException) -> str:
+    """``Type: message`` with the message's lines joined, for a single line on stderr."""
+    message = " ".join(str(error).split())
+    return f"{type(error).__name__}: {message}" if message else type(error).__name__
+
+
+def missing_plugin_message(arguments: Sequence[str]) -> str | None:
+    """The install hint when the command line selects an ``hparams_search`` preset or the Optuna sweeper and the
+    plugin is not installed; None otherwise."""
+    for argument in arguments:
+        key, _, value = argument.lstrip("+~").partition("=")
+        wants_optuna = (key == "hparams_search" and value not in ("", "null")) or (
+            key == "hydra/sweeper" and value == "optuna"
+        )
+        if wants_optuna and importlib.util.find_spec(OPTUNA_PLUGIN) is None:
+            return OPTUNA_INSTALL_HINT
+    return None
+
+
+if __name__ == "__main__":
+    missing_plugin = missing_plugin_message(sys.argv[1:])
+    if missing_plugin:
+        sys.exit(f"train.py: error: {missing_plugin}")
+    main()
