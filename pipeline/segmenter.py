@@ -354,11 +354,11 @@ class CustomerSegmenter:
         if self.mode == "random":
             # MiniSom's order draws only rows 0..T-1 when T < N; shuffling first makes those a random sample.
             shuffled = X[np.random.default_rng(self.seed).permutation(len(X))]
-            som.train_random(shuffled, self.iters, verbose=True)
+            som.train_random(shuffled, self.iters, verbose=None)
         elif self.mode == "sequential":
-            som.train_sequential(X, self.iters, verbose=True)
+            som.train_sequential(X, self.iters, verbose=None)
         else:
-            som.train_batch(X, self.epochs, verbose=True)
+            som.train_batch(X, self.epochs, verbose=None)
         return som
 
     # ------------------------------------------------------------------ prediction
