@@ -17,8 +17,8 @@ def trained(data, device="cpu", dtype=torch.float64, **kwargs) -> SOM:
 
 def test_chunked_and_unchunked_queries_identical(breast_cancer, device):
     whole = trained(breast_cancer, device)
-    chunked = trained(breast_cancer, device, chunk_bytes=30 * 8 * 2 * 7)  # 7 rows per chunk
-    assert bmu_module.chunk_rows(30, 8, chunked.chunk_bytes, torch.device(device)) == 7
+    chunked = trained(breast_cancer, device, chunk_bytes=30 * 8 * 2 * 37)  # 37 rows per chunk: 16 chunks
+    assert bmu_module.chunk_rows(30, 8, chunked.chunk_bytes, torch.device(device)) == 37
     assert torch.equal(whole.bmu_indices(breast_cancer), chunked.bmu_indices(breast_cancer))
     assert whole.quantization_error(breast_cancer) == chunked.quantization_error(breast_cancer)
     assert whole.topographic_error(breast_cancer) == chunked.topographic_error(breast_cancer)
