@@ -8,6 +8,7 @@ import torch
 
 DeviceSpec = Union[str, torch.device, None]
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
+_CHECK_ROWS = 1 << 16  # rows per block of the NaN/inf check
 
 
 def resolve_device(device: DeviceSpec) -> torch.device:
@@ -53,7 +54,9 @@ def to_host_matrix(data: Any, name: str = "data") -> Union[np.ndarray, torch.Ten
             raise TypeError(f"{name} has non-numeric columns {non_numeric}; encode them as numbers first")
         return data.to_numpy(dtype=np.float64)
     try:
-        return np.asarray(data, dtype=np.float64)
+        array = np.asarray(data)
+        # float32/float64 arrays pass through untouched (no N × D copy); anything else becomes float64
+        return array if array.dtype in (np.float32, np.float64) else array.astype(np.float64)
     except (TypeError, ValueError) as err:
         raise TypeError(f"{name} must be numeric (list, NumPy array, DataFrame or tensor): {err}") from err
 
@@ -66,14 +69,17 @@ def check_matrix(data: Union[np.ndarray, torch.Tensor], input_len: int, name: st
         raise ValueError(f"{name} is empty: it has 0 rows")
     if data.shape[1] != input_len:
         raise ValueError(f"{name} has {data.shape[1]} features per row, but the SOM expects input_len={input_len}")
-    finite = torch.isfinite(data) if isinstance(data, torch.Tensor) else np.isfinite(data)
-    if not bool(finite.all()):
-        bad = (~finite).nonzero()
-        if isinstance(bad, tuple):
-            count, row, col = len(bad[0]), int(bad[0][0]), int(bad[1][0])
-        else:
-            count, row, col = bad.shape[0], int(bad[0, 0]), int(bad[0, 1])
-        raise ValueError(f"{name} contains {count} NaN or infinite value(s); the first is at row {row}, column {col}")
+    count, first = 0, None
+    for start in range(0, data.shape[0], _CHECK_ROWS):  # blocks: the mask never costs N × D bytes at once
+        block = data[start : start + _CHECK_ROWS]
+        bad = ~(torch.isfinite(block) if isinstance(block, torch.Tensor) else np.isfinite(block))
+        n_bad = int(bad.sum())
+        if n_bad and first is None:
+            row, col = (int(v) for v in (bad.nonzero()[0] if isinstance(bad, torch.Tensor) else np.argwhere(bad)[0]))
+            first = (start + row, col)
+        count += n_bad
+    if count:
+        raise ValueError(f"{name} contains {count} NaN or infinite value(s); the first is at row {first[0]}, column {first[1]}")
 
 
 def as_matrix(data: Any, input_len: int, device: torch.device, dtype: torch.dtype, name: str = "data") -> torch.Tensor:

@@ -1,0 +1,94 @@
+"""The benchmark harness: a quick run end to end, and the parts its numbers rest on (data, scorer, memory, schedule)."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from benchmarks.memory import current_rss_bytes, peak_rss_bytes, reset_peak_rss
+from benchmarks.peers import ExponentialDecay, batch_sigma
+from benchmarks.scoring import score_map
+from benchmarks.workloads import make_blobs
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_quick_run_writes_report_with_expected_keys(tmp_path: Path) -> None:
+    out = tmp_path / "bench"
+    command = [sys.executable, "benchmarks/run.py", "--quick", "--workload", "W1", "--device", "cpu",
+               "--libraries", "somtorch,minisom", "--out", str(out)]
+    finished = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    report = json.loads(out.with_suffix(".json").read_text())
+    assert {"command", "machine", "versions", "repeats"} <= set(report["meta"])
+    w1 = report["workloads"]["W1"]
+    assert {"spec", "floor", "runs", "skipped", "time_to_quality", "load_average"} <= set(w1)
+    assert {"torch_addmm", "numpy_blas"} <= set(w1["floor"]["variants"])
+    runs = {(r["label"], r["entry"]["mode"]): r for r in w1["runs"]}
+    assert {("somtorch", "online"), ("somtorch", "batch"), ("minisom", "online")} <= set(runs)
+    for run in runs.values():
+        assert run["median_s"] > 0 and run["times_s"] and 0 <= run["te"] <= 1 and run["qe"] > 0
+        assert {"peak_extra_mb", "peak_rss_mb", "somtorch_ratio"} <= set(run)
+    # Same algorithm, seed and sample order: the harness configures somtorch and MiniSom identically.
+    assert runs[("somtorch", "online")]["qe"] == pytest.approx(runs[("minisom", "online")]["qe"], rel=1e-5)
+    ttq = w1["time_to_quality"]
+    best = min(r["qe"] for r in runs.values())
+    assert ttq["target_qe"] == pytest.approx(1.05 * best)
+    assert set(ttq["results"]) >= {"somtorch (online)", "minisom (online)"}
+    targets = {t["name"]: t for t in report["targets"]}
+    assert targets["W1 online: somtorch.train_random ≤ 0.5 × MiniSom"]["status"] in ("PASS", "MISS")
+    assert "## Targets" in out.with_suffix(".md").read_text()
+
+
+def test_scorer_matches_minisom_metrics() -> None:
+    minisom = pytest.importorskip("minisom")
+    data = make_blobs(1500, 5, seed=3).astype(np.float64)
+    som = minisom.MiniSom(7, 5, 5, sigma=1.5, random_seed=2)
+    som.train_random(data, 1500)
+    score = score_map(data, som.get_weights())
+    assert score.quantization_error == pytest.approx(som.quantization_error(data), rel=1e-6)
+    assert score.topographic_error == pytest.approx(som.topographic_error(data), abs=1 / len(data))
+
+
+def test_make_blobs_is_standardised_and_deterministic() -> None:
+    data = make_blobs(3000, 6, seed=11)
+    assert data.dtype == np.float32 and data.flags.c_contiguous
+    np.testing.assert_allclose(data.mean(axis=0, dtype=np.float64), 0, atol=1e-6)
+    np.testing.assert_allclose(data.std(axis=0, dtype=np.float64), 1, atol=1e-5)
+    np.testing.assert_array_equal(data, make_blobs(3000, 6, seed=11))
+    assert not np.array_equal(data, make_blobs(3000, 6, seed=12))
+
+
+def test_exponential_decay_follows_xpysom_formula() -> None:
+    decay = ExponentialDecay(final=0.5)
+    t = np.arange(11.0)
+    expected = 3.75 * np.exp(-t * np.log(3.75 / 0.5) / 10)  # XPySom: val0·exp(−t·(−ln(valN/val0))/T)
+    np.testing.assert_allclose(decay(3.75, t, 10), expected, rtol=1e-12)
+    assert batch_sigma(30, 20) == (5.0, 0.5)
+
+
+def test_batch_configuration_reproduces_xpysom() -> None:
+    xpysom = pytest.importorskip("xpysom")
+    from somtorch import SOM
+
+    data = make_blobs(2000, 4, seed=5)
+    sigma0, sigma_final = batch_sigma(6, 6)
+    ours = SOM(6, 6, 4, sigma=sigma0, sigma_decay_function=ExponentialDecay(sigma_final), random_seed=9, device="cpu")
+    ours.train_batch(data, 3)
+    theirs = xpysom.XPySom(6, 6, 4, random_seed=9, xp=np)
+    theirs.train(data, 3)
+    np.testing.assert_allclose(ours.get_weights(), theirs.get_weights(), atol=1e-4)
+
+
+def test_peak_rss_reset_then_rise() -> None:
+    if not reset_peak_rss():
+        pytest.skip("this kernel does not allow resetting the peak RSS")
+    before = current_rss_bytes()
+    assert peak_rss_bytes() < before + 16 * 2**20
+    block = np.ones(64 * 2**20 // 8)  # 64 MiB, touched
+    assert peak_rss_bytes() >= before + 48 * 2**20
+    del block
