@@ -68,19 +68,39 @@ def _on(W: torch.Tensor, chunk: torch.Tensor) -> torch.Tensor:
     return chunk.to(device=W.device, dtype=W.dtype, non_blocking=True)
 
 
+class ChunkScorer:
+    """Scores (B, M) of a chunk of samples against fixed weights W (M, D), written into one reused buffer.
+
+    Euclidean scores are ‖w‖² − 2x·w, one ``torch.addmm`` into the buffer (reusing it roughly doubled the
+    product's throughput on tall, thin chunks). The product stays in torch even on a CPU, where NumPy's OpenBLAS
+    multiplies these shapes ~20% faster: alternating OpenBLAS's and torch's OpenMP thread pools in one loop made
+    both spin against each other, and a 1,000,000 × 64 epoch took 33 s instead of 3.5 s on 2 cores.
+    Other distances use ``ActivationDistance.scores``.
+    """
+
+    def __init__(self, W: torch.Tensor, distance: ActivationDistance, rows: int) -> None:
+        self.W, self.distance = W, distance
+        if distance.is_euclidean:
+            self.w_sq = (W * W).sum(1)
+            self.buffer = torch.empty((rows, W.shape[0]), dtype=W.dtype, device=W.device)
+
+    def __call__(self, chunk: torch.Tensor) -> torch.Tensor:
+        """Scores of ``chunk`` (B ≤ rows, D) on W's device: (B, M), valid until the next call."""
+        if self.distance.is_euclidean:
+            return torch.addmm(self.w_sq, chunk, self.W.T, beta=1, alpha=-2, out=self.buffer[: chunk.shape[0]])
+        return self.distance.scores(chunk, self.W, None)
+
+
 def iter_bmus(X: torch.Tensor, W: torch.Tensor, distance: ActivationDistance, budget_bytes: int) -> Iterator[tuple[slice, torch.Tensor, torch.Tensor]]:
     """Yield ``(rows, chunk, bmu)`` per chunk: the slice of X, the chunk on W's device, and its BMUs (flat, int64).
 
     X: (N, D), W: (M, D). Ties go to the lowest flat index (``argmin`` returns the first minimum).
     """
-    m = W.shape[0]
-    rows = chunk_rows(m, W.element_size(), budget_bytes, W.device)
-    w_sq = (W * W).sum(1) if distance.is_euclidean else None
-    buffer = torch.empty((min(rows, X.shape[0]), m), dtype=W.dtype, device=W.device) if distance.is_euclidean else None
+    rows = min(chunk_rows(W.shape[0], W.element_size(), budget_bytes, W.device), max(1, X.shape[0]))
+    scorer = ChunkScorer(W, distance, rows)
     for part in iter_chunks(X.shape[0], rows):
         chunk = _on(W, X[part])
-        out = buffer[: chunk.shape[0]] if buffer is not None else None
-        yield part, chunk, argmin_rows(distance.scores(chunk, W, w_sq, out=out))
+        yield part, chunk, argmin_rows(scorer(chunk))
 
 
 def best_matching_units(X: torch.Tensor, W: torch.Tensor, distance: ActivationDistance, budget_bytes: int = DEFAULT_CHUNK_BYTES) -> torch.Tensor:
@@ -109,14 +129,9 @@ def two_best_units(X: torch.Tensor, W: torch.Tensor, budget_bytes: int = DEFAULT
     m = W.shape[0]
     if m < 2:
         raise ValueError("two best units need a map with at least 2 neurons")
-    rows = chunk_rows(m, W.element_size(), budget_bytes, W.device)
-    w_sq = (W * W).sum(1)
+    rows = min(chunk_rows(m, W.element_size(), budget_bytes, W.device), max(1, X.shape[0]))
+    scorer = ChunkScorer(W, ActivationDistance("euclidean"), rows)
     out = torch.empty((X.shape[0], 2), dtype=torch.long, device=W.device)
-    buffer = torch.empty((min(rows, X.shape[0]), m), dtype=W.dtype, device=W.device)
     for part in iter_chunks(X.shape[0], rows):
-        chunk = _on(W, X[part])
-        scores = torch.addmm(w_sq, chunk, W.T, beta=1, alpha=-2, out=buffer[: chunk.shape[0]])
-        out[part] = two_smallest_rows(scores).to(W.device)
+        out[part] = two_smallest_rows(scorer(_on(W, X[part]))).to(W.device)
     return out
-
-
