@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# GPU check, at most about 8 minutes: install the carried wheels, run the cuda-marked tests, run the GPU workloads
+# GPU check, at most about 6 minutes: install the carried wheels, run the cuda-marked tests, run the GPU workloads
 # (W1 online latency, W3 epoch vs cuBLAS, 10^7-row epoch in memory and host-streamed, TF32 accuracy), profile W3,
 # print a short table, and leave everything under $OUT (default ./gpu_out).
 #
@@ -36,17 +36,17 @@ fi
 
 status=0
 echo "== [$(elapsed) s] cuda-marked tests"
-timeout 150 python3 -m pytest -q -m cuda -p no:cacheprovider tests 2>&1 | tee "$OUT/cuda_tests.log"
+timeout 110 python3 -m pytest -q -m cuda -p no:cacheprovider tests 2>&1 | tee "$OUT/cuda_tests.log"
 [ "${PIPESTATUS[0]}" -eq 0 ] || { echo "cuda tests FAILED or timed out"; status=1; }
 
 echo "== [$(elapsed) s] GPU benchmark: W1, W3, gpu10m, tf32"
-timeout 300 python3 benchmarks/run.py --device cuda --workload W1,W3,gpu10m,tf32 --repeats 3 --no-ttq \
+timeout 200 python3 benchmarks/run.py --device cuda --workload W1,W3,gpu10m,tf32 --repeats 2 --no-ttq \
     --worker-timeout 120 --out "$OUT/bench_cuda" > "$OUT/bench_cuda.log" 2>&1
 [ $? -eq 0 ] || { echo "GPU benchmark FAILED or timed out; tail of its log:"; tail -n 25 "$OUT/bench_cuda.log"; status=1; }
 
 if [ "$(elapsed)" -lt 380 ]; then
     echo "== [$(elapsed) s] profile of somtorch on W3 (torch.profiler)"
-    timeout 60 python3 benchmarks/run.py --device cuda --workload W3 --profile > "$OUT/profile_W3_cuda.txt" 2>&1 \
+    timeout 40 python3 benchmarks/run.py --device cuda --workload W3 --profile > "$OUT/profile_W3_cuda.txt" 2>&1 \
         || echo "profile failed or timed out (see $OUT/profile_W3_cuda.txt)"
 fi
 
