@@ -573,9 +573,7 @@ class MiniSom:
     def _sums_by_winner(self, X: torch.Tensor, W: torch.Tensor, distance: _FacadeDistance) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-neuron sums of the samples each neuron wins (M, D) and its hit counts (M,)."""
         sums, counts = torch.zeros_like(W), torch.zeros(W.shape[0], dtype=W.dtype, device=W.device)
-        for _, chunk, winners in bmu_search.iter_bmus(X, W, distance, bmu_search.DEFAULT_CHUNK_BYTES):
-            sums.index_add_(0, winners, chunk)
-            counts += torch.bincount(winners, minlength=W.shape[0]).to(W.dtype)
+        bmu_search.accumulate_by_bmu(X, W, distance, bmu_search.DEFAULT_CHUNK_BYTES, sums, counts)
         return sums, counts
 
     def _smooth(self, sums: torch.Tensor, counts: torch.Tensor, sigma: float) -> tuple[torch.Tensor, torch.Tensor]:

@@ -277,9 +277,7 @@ class SOM:
         counts = torch.zeros(self.n_neurons, dtype=self.dtype, device=self.device)
         with self._matmul_precision():
             for chunk in self._chunks(data):
-                for _, part, bmu in bmu_search.iter_bmus(chunk, W, self._distance, self.chunk_bytes):
-                    sums.index_add_(0, bmu, part)
-                    counts += torch.bincount(bmu, minlength=self.n_neurons).to(self.dtype)
+                bmu_search.accumulate_by_bmu(chunk, W, self._distance, self.chunk_bytes, sums, counts)
             block = bmu_search.chunk_rows(self.n_neurons, W.element_size(), self.chunk_bytes, self.device)
             return self._map_neighborhood.smooth(sums, counts, sigma, block)
 

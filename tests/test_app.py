@@ -29,7 +29,9 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"  # ../shared/data beside the repo root
 SEED_FILE = SHARED_DATA / "bigbazaar_skrohit" / "cproducts.csv"
 SEED_CLEANED = SHARED_DATA / "bigbazaar_skrohit" / "cleaned_cproducts.csv"
-OPTUNA_INSTALLED = importlib.util.find_spec("hydra_plugins.hydra_optuna_sweeper") is not None
+OPTUNA_INSTALLED = importlib.util.find_spec("hydra_plugins") is not None and (
+    importlib.util.find_spec("hydra_plugins.hydra_optuna_sweeper") is not None
+)
 QUICK = ("experiment=quick",)  # 300 synthetic customers, 6 x 6 map, 500 updates, 4 clusters
 RUN_OUTPUTS = (
     "result.csv", "dropped_rows.csv", "cluster_profiles.csv", "metrics.json", "model.pt", "train.log",

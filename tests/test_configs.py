@@ -19,7 +19,9 @@ from pipeline.config_schema import check_known_keys, register_configs
 REPO = Path(__file__).resolve().parents[1]
 CONFIG_DIR = REPO / "configs"
 SHARED_DATA = REPO.parent / "shared" / "data"  # ../shared/data beside the repo root
-OPTUNA_INSTALLED = importlib.util.find_spec("hydra_plugins.hydra_optuna_sweeper") is not None
+OPTUNA_INSTALLED = importlib.util.find_spec("hydra_plugins") is not None and (
+    importlib.util.find_spec("hydra_plugins.hydra_optuna_sweeper") is not None
+)
 
 CONTRACT_KEYS = {
     "seed": None,

@@ -25,7 +25,9 @@ from pipeline.config_schema import check_known_keys, register_configs
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
 SHARED_DATA = REPO.parent / "shared" / "data"  # ../shared/data beside the repo root
-OPTUNA_INSTALLED = importlib.util.find_spec("hydra_plugins.hydra_optuna_sweeper") is not None
+OPTUNA_INSTALLED = importlib.util.find_spec("hydra_plugins") is not None and (
+    importlib.util.find_spec("hydra_plugins.hydra_optuna_sweeper") is not None
+)
 TINY = ("experiment=quick", "plots.enabled=false")  # appended to README commands that really run
 MAX_PICTURE_BYTES = 150_000
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
