@@ -44,8 +44,8 @@ def _minimum_image(d, period, PERIODIC: tl.constexpr):
 # divisibility by 16 (a warm-up of 100 steps and a run of 10,000 compiled twice; the second compile cost 0.28 s).
 @triton.jit(do_not_specialize=["n_steps", "n_neurons", "dim"])
 def _online_kernel(
-    w_ptr, x_ptr, order_ptr, eta_ptr, sigma_ptr, forced_ptr, pos_x_ptr, pos_y_ptr,
-    n_steps, n_neurons, dim, period_x, period_y,
+    w_ptr, x_ptr, order_ptr, eta_ptr, sigma_ptr, forced_ptr, pos_x_ptr, pos_y_ptr, period_ptr,
+    n_steps, n_neurons, dim,
     NEIGHBORHOOD: tl.constexpr, PERIODIC: tl.constexpr, HAS_FORCED: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr,
 ):
@@ -58,6 +58,8 @@ def _online_kernel(
     w = tl.load(w_ptr + tile, mask=tile_ok, other=0.0)  # [BLOCK_M, BLOCK_D]
     pos_x = tl.load(pos_x_ptr + m, mask=m_ok, other=0.0)  # coordinates, or grid indices for bubble/triangle
     pos_y = tl.load(pos_y_ptr + m, mask=m_ok, other=0.0)
+    period_x = tl.load(period_ptr)  # periods in the weights' dtype: a Python float argument would arrive as fp32
+    period_y = tl.load(period_ptr + 1)
     for t in range(n_steps):
         row = tl.load(order_ptr + t)
         x = tl.load(x_ptr + row * dim + k, mask=k_ok, other=0.0)  # [BLOCK_D]
@@ -102,13 +104,12 @@ def train_online_fused(
     by_index = neighborhood.neighborhood.uses_grid_index
     pos_x = (tables.index_i if by_index else tables.coord_x).to(weights.dtype).contiguous()
     pos_y = (tables.index_j if by_index else tables.coord_y).to(weights.dtype).contiguous()
-    period = tables.period or (1.0, 1.0)
-    if by_index:
-        period = (float(tables.x), float(tables.y))
+    period = (float(tables.x), float(tables.y)) if by_index else (tables.period or (1.0, 1.0))
+    periods = torch.tensor(period, dtype=weights.dtype, device=weights.device)
     _online_kernel[(1,)](
         weights, data.contiguous(), order, eta.to(weights.dtype), sigma.to(weights.dtype),
-        forced_winners if forced_winners is not None else order, pos_x, pos_y,
-        int(order.shape[0]), n_neurons, dim, float(period[0]), float(period[1]),
+        forced_winners if forced_winners is not None else order, pos_x, pos_y, periods,
+        int(order.shape[0]), n_neurons, dim,
         NEIGHBORHOOD=NEIGHBORHOOD_CODES[neighborhood.neighborhood.name], PERIODIC=tables.period is not None,
         HAS_FORCED=forced_winners is not None, BLOCK_M=block_m, BLOCK_D=block_d,
         num_warps=4 if block_m * block_d <= 4096 else 8,
