@@ -98,11 +98,10 @@ class _FacadeDistance:
     def is_euclidean(self) -> bool:
         return self.name == "euclidean"
 
-    def scores(self, X: torch.Tensor, W: torch.Tensor, w_sq: Optional[torch.Tensor],
-               out: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def scores(self, X: torch.Tensor, W: torch.Tensor, w_sq: Optional[torch.Tensor]) -> torch.Tensor:
         """(B, M) values whose row-wise argmin is the BMU, for X (B, D) and W (M, D)."""
         if self._core is not None:
-            return self._core.scores(X, W, w_sq, out=out)
+            return self._core.scores(X, W, w_sq)
         if self.name == "chebyshev":
             return _signed_chebyshev(X, W)
         weights = W.detach().cpu().numpy().reshape(*self.map_shape, -1)

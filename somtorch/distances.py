@@ -9,8 +9,8 @@ For a sample x (D,) and weights w (M, D):
 * a callable ``f(X, W) -> (B, M)`` taking torch tensors X (B, D) and W (M, D).
 
 Each distance offers ``scores`` (any row-wise monotone transform of the distance, cheapest for argmin) and
-``distances`` (the true values). The euclidean score is ‖w‖² − 2x·w, computed as one ``addmm`` into a reusable
-buffer; ‖x‖² is constant per row and irrelevant to the argmin.
+``distances`` (the true values). The euclidean score is ‖w‖² − 2x·w, one ``addmm`` (the chunked search in
+:mod:`somtorch.bmu` writes it into a reused buffer); ‖x‖² is constant per row and irrelevant to the argmin.
 """
 from __future__ import annotations
 
@@ -55,12 +55,10 @@ class ActivationDistance:
             return self.scores(X, W, None)
         return torch.cdist(X, W, p=1.0 if self.name == "manhattan" else float("inf"))
 
-    def scores(self, X: torch.Tensor, W: torch.Tensor, w_sq: Optional[torch.Tensor], out: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def scores(self, X: torch.Tensor, W: torch.Tensor, w_sq: Optional[torch.Tensor]) -> torch.Tensor:
         """A row-wise monotone transform of the distance (B, M), for argmin. ``w_sq`` is ‖w‖² (M,) for euclidean."""
         if self.is_euclidean:
-            if out is None:
-                return torch.addmm(w_sq, X, W.T, beta=1, alpha=-2)
-            return torch.addmm(w_sq, X, W.T, beta=1, alpha=-2, out=out)
+            return torch.addmm(w_sq, X, W.T, beta=1, alpha=-2)
         if self.function is None and self.name == "cosine":
             denominator = W.norm(dim=1)[None, :] * X.norm(dim=1, keepdim=True) + COSINE_EPS
             return 1 - (X @ W.T) / denominator

@@ -115,6 +115,8 @@ class SOM:
     def _build_tables(self) -> None:
         self._tables = GridTables.from_grid(self.grid, self.device, self.dtype)
         self._map_neighborhood = MapNeighborhood(self._neighborhood, self._tables, self.topology)
+        # NumPy twin of the tables for the CPU online kernel (float64, as MiniSom computes h)
+        self._host_neighborhood = MapNeighborhood(self._neighborhood, GridTables.from_grid(self.grid), self.topology)
         self._neighbors = torch.as_tensor(self.grid.neighbors, device=self.device)
 
     @property
@@ -232,10 +234,9 @@ class SOM:
         eta, sigma = schedule if schedule is not None else self.online_schedule(len(order))
         progress = tqdm(total=len(order), desc="train online", unit="step", disable=_progress_disabled(verbose))
         if self.device.type == "cpu":
-            tables = GridTables.from_grid(self.grid)
-            neighborhood = MapNeighborhood(self._neighborhood, tables, self.topology)
             self._weights = self._weights.contiguous()
-            train_online_numpy(self._flat.numpy(), X.numpy(), order, eta, sigma, neighborhood, self._distance, forced_winners, progress)
+            train_online_numpy(self._flat.numpy(), X.numpy(), order, eta, sigma, self._host_neighborhood, self._distance,
+                               forced_winners, progress)
         else:
             as_device = lambda a, dt: torch.as_tensor(a, dtype=dt, device=self.device)  # noqa: E731
             forced = None if forced_winners is None else as_device(forced_winners, torch.long)
@@ -290,7 +291,7 @@ class SOM:
             big = self.device.type == "cuda" and nbytes > torch.cuda.mem_get_info(self.device)[0] // 2
             if stream is False or not big:
                 return self._data(data)
-        return ChunkSource(data, self.input_len, self.device, self.dtype, stream_rows or bmu_search.chunk_rows(1, 1, 2**28) // max(1, self.input_len))
+        return ChunkSource(data, self.input_len, self.device, self.dtype, stream_rows)
 
     def _chunks(self, data: Any) -> Iterator[torch.Tensor]:
         if isinstance(data, ChunkSource):

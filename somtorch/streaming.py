@@ -17,7 +17,12 @@ from ._inputs import check_matrix, to_host_matrix
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_STREAM_ROWS = 1 << 18
+STREAM_CHUNK_BYTES = 128 * 2**20  # host rows copied to the device per streamed chunk (two pinned buffers)
+
+
+def stream_rows(dim: int, itemsize: int) -> int:
+    """Rows per streamed chunk: ``STREAM_CHUNK_BYTES`` of (rows, dim) values."""
+    return max(1, STREAM_CHUNK_BYTES // (dim * itemsize))
 
 
 class ChunkSource:
@@ -27,9 +32,9 @@ class ChunkSource:
     of matrices (a list of arrays, or an object whose ``__iter__`` starts over each epoch).
     """
 
-    def __init__(self, data: Any, input_len: int, device: torch.device, dtype: torch.dtype, rows_per_chunk: int = DEFAULT_STREAM_ROWS) -> None:
+    def __init__(self, data: Any, input_len: int, device: torch.device, dtype: torch.dtype, rows_per_chunk: Optional[int] = None) -> None:
         self.input_len, self.device, self.dtype = input_len, device, dtype
-        self.rows_per_chunk = max(1, int(rows_per_chunk))
+        self.rows_per_chunk = max(1, int(rows_per_chunk)) if rows_per_chunk else stream_rows(input_len, torch.finfo(dtype).bits // 8)
         if _is_matrix(data):
             self.matrix: Optional[Any] = to_host_matrix(data)
             check_matrix(self.matrix, input_len)
