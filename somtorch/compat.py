@@ -34,6 +34,7 @@ from . import decay
 from ._inputs import DeviceSpec, resolve_device, resolve_dtype
 from .distances import COSINE_EPS, ActivationDistance
 from .grid import HEX_ROW_HEIGHT, RECTANGULAR_ADJACENCY, TOPOLOGIES, Grid
+from .initialization import pca_plane
 from .neighborhoods import GridTables, MapNeighborhood, resolve_neighborhood
 from .online import train_online_numpy, train_online_torch
 
@@ -447,12 +448,7 @@ class MiniSom:
         if self._grid.x == 1 or self._grid.y == 1:
             warnings.warn("PCA initialization inappropriate:One of the dimensions of the map is 1.", stacklevel=2)
         samples = np.asarray(data, dtype=np.float64)
-        eigenvalues, eigenvectors = np.linalg.eigh(np.cov(samples, rowvar=False))
-        largest = np.argsort(eigenvalues)[::-1]
-        pc1, pc2 = eigenvectors[:, largest[0]], eigenvectors[:, largest[1]]
-        c1 = np.linspace(-1, 1, self._grid.x)[:, None, None]
-        c2 = np.linspace(-1, 1, self._grid.y)[None, :, None]
-        spanned = np.mean(samples, axis=0) + c1 * pc1 + c2 * pc2  # [x, y, D]
+        spanned = pca_plane(np.mean(samples, axis=0), np.cov(samples, rowvar=False), self._grid.x, self._grid.y)
         store = self._live_weights()
         store[...] = torch.as_tensor(spanned).to(store) if isinstance(store, torch.Tensor) else spanned
 

@@ -25,6 +25,7 @@ from ._inputs import DeviceSpec, as_matrix, as_sample, resolve_device, resolve_d
 from .decay import LEARNING_RATE_DECAYS, SIGMA_DECAYS, DecaySpec, decay_schedule, resolve_decay
 from .distances import ActivationDistance, DistanceSpec
 from .grid import Grid
+from .initialization import pca_plane
 from .neighborhoods import GridTables, MapNeighborhood, resolve_neighborhood
 from .online import train_online_numpy, train_online_torch
 from .streaming import ChunkSource
@@ -186,12 +187,7 @@ class SOM:
         mean = X.mean(0)
         centred = X - mean
         cov = (centred.T @ centred / (X.shape[0] - 1)).cpu().numpy()
-        eigvals, eigvecs = np.linalg.eigh(cov)
-        order = np.argsort(eigvals)[::-1]
-        pc1, pc2 = eigvecs[:, order[0]], eigvecs[:, order[1]]
-        c1 = np.linspace(-1, 1, self.x)[:, None, None]
-        c2 = np.linspace(-1, 1, self.y)[None, :, None]
-        weights = mean.cpu().numpy() + c1 * pc1 + c2 * pc2
+        weights = pca_plane(mean.cpu().numpy(), cov, self.x, self.y)
         self._weights = torch.as_tensor(weights, dtype=self.dtype, device=self.device)
 
     # ------------------------------------------------------------------ training
