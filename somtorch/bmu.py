@@ -91,16 +91,22 @@ class ChunkScorer:
         return self.distance.scores(chunk, self.W, None)
 
 
+def _iter_scores(X: torch.Tensor, W: torch.Tensor, distance: ActivationDistance, budget_bytes: int) -> Iterator[tuple[slice, torch.Tensor, torch.Tensor]]:
+    """Yield ``(rows, chunk, scores)`` per chunk of X; ``scores`` (B, M) lives in a buffer reused by the next chunk."""
+    rows = min(chunk_rows(W.shape[0], W.element_size(), budget_bytes, W.device), max(1, X.shape[0]))
+    scorer = ChunkScorer(W, distance, rows)
+    for part in iter_chunks(X.shape[0], rows):
+        chunk = _on(W, X[part])
+        yield part, chunk, scorer(chunk)
+
+
 def iter_bmus(X: torch.Tensor, W: torch.Tensor, distance: ActivationDistance, budget_bytes: int) -> Iterator[tuple[slice, torch.Tensor, torch.Tensor]]:
     """Yield ``(rows, chunk, bmu)`` per chunk: the slice of X, the chunk on W's device, and its BMUs (flat, int64).
 
     X: (N, D), W: (M, D). Ties go to the lowest flat index (``argmin`` returns the first minimum).
     """
-    rows = min(chunk_rows(W.shape[0], W.element_size(), budget_bytes, W.device), max(1, X.shape[0]))
-    scorer = ChunkScorer(W, distance, rows)
-    for part in iter_chunks(X.shape[0], rows):
-        chunk = _on(W, X[part])
-        yield part, chunk, argmin_rows(scorer(chunk))
+    for part, chunk, scores in _iter_scores(X, W, distance, budget_bytes):
+        yield part, chunk, argmin_rows(scores)
 
 
 def best_matching_units(X: torch.Tensor, W: torch.Tensor, distance: ActivationDistance, budget_bytes: int = DEFAULT_CHUNK_BYTES) -> torch.Tensor:
@@ -139,12 +145,9 @@ def quantization_distances(X: torch.Tensor, W: torch.Tensor, budget_bytes: int =
 
 def two_best_units(X: torch.Tensor, W: torch.Tensor, budget_bytes: int = DEFAULT_CHUNK_BYTES) -> torch.Tensor:
     """Flat indices of the best and second-best euclidean units of every sample: (N, 2) int64."""
-    m = W.shape[0]
-    if m < 2:
+    if W.shape[0] < 2:
         raise ValueError("two best units need a map with at least 2 neurons")
-    rows = min(chunk_rows(m, W.element_size(), budget_bytes, W.device), max(1, X.shape[0]))
-    scorer = ChunkScorer(W, ActivationDistance("euclidean"), rows)
     out = torch.empty((X.shape[0], 2), dtype=torch.long, device=W.device)
-    for part in iter_chunks(X.shape[0], rows):
-        out[part] = two_smallest_rows(scorer(_on(W, X[part]))).to(W.device)
+    for part, _, scores in _iter_scores(X, W, ActivationDistance("euclidean"), budget_bytes):
+        out[part] = two_smallest_rows(scores).to(W.device)
     return out
