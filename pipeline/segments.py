@@ -12,6 +12,7 @@ table, so an analyst can read a segment without the model's scaling.
   largest |d| (ties: positive d first, then label order). Traits rank by |d|, ties in ``feature_columns`` order;
   |d| is compared rounded to ``TIE_DECIMALS`` decimals, so equal values up to float rounding tie.
 - Name: the phrases of the top ``NAME_TRAITS`` traits with |d| ≥ ``NAME_MIN_STD_DIFF`` (Cohen's "small effect"),
+  at most one per feature group (the product-family shares add up to 1, so a high one implies a low other),
   joined by " · "; "Close to average" when none qualifies. Outlier groups are "Outlier group N", empty
   segments "Empty segment"; a name already used by an earlier segment gets " 2", " 3", ... appended.
 """
@@ -34,18 +35,21 @@ NAME_TRAITS = 2
 NAME_MIN_STD_DIFF = 0.2
 MISSING_LABEL = "(missing)"
 TIE_DECIMALS = 9
+PRODUCT_MIX = "product family mix"
 TRAIT_COLUMNS = ("segment", "rank", "feature", "category", "label", "kind", "segment_value", "overall_value",
                  "std_diff", "text")
 
 
 @dataclass(frozen=True)
 class FeatureLabel:
-    """How a feature reads: its label, the kind of its values, and the name phrases for a high and a low mean."""
+    """How a feature reads: its label, the kind of its values, the name phrases for a high and a low mean, and
+    its group: features of one group (shares that add up to 1) say the same thing twice, so a name uses one."""
 
     label: str
     kind: str | None = None  # None: categorical
     high: str | None = None
     low: str | None = None
+    group: str | None = None
 
 
 KNOWN_FEATURES: dict[str, FeatureLabel] = {
@@ -59,11 +63,12 @@ KNOWN_FEATURES: dict[str, FeatureLabel] = {
     "amount": FeatureLabel("amount", MONEY, "High amounts", "Low amounts"),
     "promo_share": FeatureLabel("promo share", SHARE),
     "promo": FeatureLabel("promo share", SHARE),
-    "weekend_share": FeatureLabel("weekend share", SHARE, "Weekend shoppers", "Weekday shoppers"),
+    "weekend_share": FeatureLabel("weekend share", SHARE, "Weekend shoppers", "Weekday shoppers", "week part"),
+    "weekday_share": FeatureLabel("weekday share", SHARE, "Weekday shoppers", "Weekend shoppers", "week part"),
     "return_share": FeatureLabel("return share", SHARE),
-    "share_fmcg": FeatureLabel("FMCG share", SHARE),
-    "share_general": FeatureLabel("general merchandise share", SHARE),
-    "share_apparel_home": FeatureLabel("apparel & home share", SHARE),
+    "share_fmcg": FeatureLabel("FMCG share", SHARE, group=PRODUCT_MIX),
+    "share_general": FeatureLabel("general merchandise share", SHARE, group=PRODUCT_MIX),
+    "share_apparel_home": FeatureLabel("apparel & home share", SHARE, group=PRODUCT_MIX),
     "Age": FeatureLabel("age", YEARS, "Older", "Young"),
     "Gender": FeatureLabel("gender"),
     "home_store_code": FeatureLabel("home store"),
@@ -346,10 +351,15 @@ def _shares(totals: np.ndarray) -> np.ndarray:
 
 
 def _trait_phrase(trait: pd.Series) -> str:
-    """"High apparel & home share", "Young", "Mostly gender F": the words of one trait in a name."""
+    """"High apparel & home share", "Young", "Mostly gender F": the words of one trait in a name.
+
+    A category label reads "Mostly" (share ≥ 50%) or "Many" when over-represented, "Few" or "No" (share 0) when
+    under-represented."""
     positive = trait["std_diff"] >= 0
     if not pd.isna(trait["category"]):
-        return f"{'Mostly' if positive else 'Few'} {trait['label']}"
+        share = trait["segment_value"]
+        word = ("Mostly" if share >= 0.5 else "Many") if positive else ("Few" if share > 0 else "No")
+        return f"{word} {trait['label']}"
     label = feature_label(trait["feature"])
     phrase = label.high if positive else label.low
     return phrase or f"{'High' if positive else 'Low'} {trait['label']}"
@@ -367,7 +377,14 @@ def _segment_names(traits: pd.DataFrame, customers: np.ndarray, outlier: np.ndar
             names.append("Empty segment")
             continue
         mine = traits[(traits["segment"] == seg) & (traits["std_diff"].abs() >= NAME_MIN_STD_DIFF)]
-        phrases = [_trait_phrase(trait) for _, trait in mine.head(NAME_TRAITS).iterrows()]
+        phrases, groups = [], set()
+        for _, trait in mine.iterrows():
+            group = feature_label(trait["feature"]).group or trait["feature"]
+            if group not in groups:
+                phrases.append(_trait_phrase(trait))
+                groups.add(group)
+            if len(phrases) == NAME_TRAITS:
+                break
         names.append(" · ".join(phrases) if phrases else "Close to average")
     return _unique(names)
 

@@ -171,6 +171,31 @@ def test_names_are_deterministic_unique_and_outliers_are_numbered():
     assert first.table["outlier_group"].tolist() == [False, False, True, False, True]
 
 
+def test_a_name_uses_one_trait_of_shares_that_add_up_to_one():
+    fmcg = np.array([0.95, 0.9, 1.0, 0.2, 0.1, 0.3, 0.5, 0.6, 0.4])
+    units = pd.DataFrame({"share_fmcg": fmcg, "share_general": 1 - fmcg, "Age": UNITS["Age"]})
+    description = describe(units=units, features=list(units.columns))
+    top = description.traits[description.traits["segment"] == 0].head(3)["feature"].tolist()
+    assert top == ["share_fmcg", "share_general", "Age"]  # |d| of the two shares tie: feature order
+    assert description.table["name"][0] == "High FMCG share · Young"
+
+
+@pytest.mark.parametrize("labels, name", [
+    ("aab" + "bbbccc", "Mostly channel a"),  # a: 67% vs 22%, d +1.07
+    ("abc" + "bbbccc", "Many channel a"),  # a: 33% vs 11%, d +0.71
+    ("abc" + "aaaaaa", "Few channel a"),  # a: 33% vs 78%, d −1.07
+    ("bcd" + "aaaaaa", "No channel a"),  # a: 0% vs 67%, d −1.41
+])
+def test_category_words_in_names_follow_the_segment_share(labels, name):
+    units = pd.DataFrame({"channel": list(labels)})
+    segment = np.repeat([0, 1], [3, 6])
+    description = describe(units=units, segment=segment, n_segments=2, rows=np.ones(9, int), revenue=None,
+                           features=["channel"])
+    best = trait(description, 0, "channel")
+    assert best["category"] == "a"
+    assert description.table["name"][0] == name
+
+
 def test_segment_equal_to_the_population_is_close_to_average():
     units = pd.concat([UNITS, UNITS], ignore_index=True)
     segment = np.repeat([0, 1], len(UNITS))
