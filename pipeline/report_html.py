@@ -42,6 +42,7 @@ OVERVIEW_LABELS = {
 # Profile chart geometry, in SVG user units (px).
 CHART_WIDTH, ROW_HEIGHT, LABEL_RIGHT, BAR_CENTRE, BAR_HALF, VALUE_LEFT = 760, 24, 230, 360, 115, 490
 MAX_LABEL_CHARS = 34
+MAX_SCALE = 3.0
 
 STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, "DejaVu Sans", sans-serif; margin: 2rem auto;
@@ -63,6 +64,7 @@ ul.inline { margin: 0; padding-left: 1.1rem; }
 svg.profile text { font-size: 12px; fill: #2d3748; }
 svg.profile .positive { fill: #2b6cb0; } svg.profile .negative { fill: #c05621; }
 svg.profile .axis { stroke: #4a5568; stroke-width: 1; }
+svg.profile .clipped { stroke: #1a202c; stroke-width: 1.5; stroke-dasharray: 3 2; }
 figure { margin: 1rem 0; } figure img { max-width: 100%; height: auto; border: 1px solid #e2e8f0; }
 figcaption { color: #4a5568; font-size: 0.9rem; }
 """
@@ -189,10 +191,13 @@ def _summary_table(table: pd.DataFrame) -> str:
 
 
 def _profile_scale(segments: SegmentDescription) -> float:
-    """|d| drawn as a half-width bar: the largest charted |d| of the report (at least 1), the same on every card."""
-    charted = segments.traits[segments.traits["rank"] <= PROFILE_FEATURES]["std_diff"].abs()
+    """|d| drawn as a half-width bar, the same on every card: the largest charted |d| of the segments that are not
+    outlier groups, within [1, ``MAX_SCALE``]. Longer bars (outlier groups' often are) are clipped and marked."""
+    regular = segments.table.loc[~segments.table["outlier_group"].astype(bool), "segment"]
+    traits = segments.traits
+    charted = traits[(traits["rank"] <= PROFILE_FEATURES) & traits["segment"].isin(regular)]["std_diff"].abs()
     largest = float(charted.max()) if len(charted) else 0.0
-    return max(1.0, largest if math.isfinite(largest) else 0.0)
+    return min(MAX_SCALE, max(1.0, largest if math.isfinite(largest) else 0.0))
 
 
 def _segment_card(row: pd.Series, traits: pd.DataFrame, scale: float) -> str:
@@ -218,7 +223,8 @@ def _segment_card(row: pd.Series, traits: pd.DataFrame, scale: float) -> str:
 
 def _profile_chart(traits: pd.DataFrame, scale: float) -> str:
     """Inline SVG: one horizontal bar per trait, from the zero line to d (scaled so |d| = scale fills half the
-    bar area), the feature's label on the left and "segment vs overall" in original units on the right."""
+    bar area; a longer bar is clipped there and drawn dashed), the feature's label on the left and "segment vs
+    overall" in original units with d on the right."""
     if traits.empty:
         return ""
     height = ROW_HEIGHT * (len(traits) + 1)
@@ -229,7 +235,8 @@ def _profile_chart(traits: pd.DataFrame, scale: float) -> str:
     for position, trait in enumerate(traits.itertuples(index=False)):
         top = 4 + position * ROW_HEIGHT
         d = float(trait.std_diff)
-        width = abs(d) / scale * BAR_HALF
+        clipped = abs(d) > scale
+        width = min(abs(d), scale) / scale * BAR_HALF
         left = BAR_CENTRE if d >= 0 else BAR_CENTRE - width
         label = trait.label if len(trait.label) <= MAX_LABEL_CHARS else trait.label[: MAX_LABEL_CHARS - 1] + "…"
         values = (f"{format_value(trait.segment_value, trait.kind)} vs "
@@ -238,7 +245,8 @@ def _profile_chart(traits: pd.DataFrame, scale: float) -> str:
         shapes.append(
             f"<g><title>{_escape(trait.text)} (d {d:+.2f})</title>"
             f'<text x="{LABEL_RIGHT}" y="{middle:.1f}" text-anchor="end">{_escape(label)}</text>'
-            f'<rect class="{"positive" if d >= 0 else "negative"}" x="{left:.1f}" y="{top + 4}" '
+            f'<rect class="{"positive" if d >= 0 else "negative"}{" clipped" if clipped else ""}" '
+            f'x="{left:.1f}" y="{top + 4}" '
             f'width="{width:.1f}" height="{ROW_HEIGHT - 8}"/>'
             f'<text x="{VALUE_LEFT}" y="{middle:.1f}">{_escape(values)}</text></g>'
         )

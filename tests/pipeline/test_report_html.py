@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.report_html import PROFILE_FEATURES, write_report_html
+from pipeline.report_html import BAR_HALF, MAX_SCALE, PROFILE_FEATURES, write_report_html
 from pipeline.segments import describe_segments
 
 matplotlib.use("Agg")
@@ -39,7 +39,7 @@ def make_segments():
     segment = np.repeat([0, 1, 2, 3], [25, 20, 12, 3])
     units = pd.DataFrame({
         "share_apparel_home": np.clip(rng.normal(0.2, 0.1, n) + 0.5 * (segment == 0), 0, 1),
-        "Age": rng.normal(40, 8, n) - 12 * (segment == 1),
+        "Age": rng.normal(40, 8, n) - 12 * (segment == 1) + 45 * (segment == 3),  # outlier group: |d| > 3
         "Gender": rng.choice(["F", "M"], n),
         "recency_days": rng.integers(0, 200, n) + 150 * (segment == 2),
         "monetary_total": rng.lognormal(5, 0.5, n),
@@ -111,10 +111,13 @@ def test_one_card_per_segment_with_name_sizes_traits_and_profile_bars(tmp_path, 
     bars = [attributes for tag, attributes in page.tags if tag == "rect"]
     charted = segments.traits[segments.traits["rank"] <= PROFILE_FEATURES]
     assert len(bars) == len(charted)
-    # bar widths are proportional to |d| on one scale for the whole page
+    # one scale for the page: the largest |d| outside outlier groups, in [1, MAX_SCALE]; longer bars clipped
+    magnitude = charted["std_diff"].abs().to_numpy()
+    scale = float(np.clip(magnitude[charted["segment"].to_numpy() != 3].max(), 1.0, MAX_SCALE))
     widths = np.array([float(bar["width"]) for bar in bars])
-    np.testing.assert_allclose(widths / widths.max(), charted["std_diff"].abs() / charted["std_diff"].abs().max(),
-                               atol=2e-3)
+    np.testing.assert_allclose(widths, np.minimum(magnitude, scale) / scale * BAR_HALF, atol=0.06)
+    clipped = ["clipped" in bar["class"].split() for bar in bars]
+    assert clipped == (magnitude > scale).tolist() and any(clipped)
     assert "outlier group" in text and "Outlier group 1" in text
 
 
