@@ -99,7 +99,8 @@ def test_ties_between_features_keep_the_feature_order():
 def test_sizes_and_shares_match_groupby_sums():
     table = describe().table
     frame = pd.DataFrame({"segment": SEGMENT, "rows": ROWS, "revenue": REVENUE})
-    expected = frame.groupby("segment").agg(customers=("rows", "size"), rows=("rows", "sum"), revenue=("revenue", "sum"))
+    expected = frame.groupby("segment").agg(customers=("rows", "size"), rows=("rows", "sum"),
+                                            revenue=("revenue", "sum"))
     assert table["customers"].tolist() == expected["customers"].tolist()
     assert table["rows"].tolist() == expected["rows"].tolist()
     np.testing.assert_allclose(table["revenue"], expected["revenue"])
@@ -214,7 +215,8 @@ def test_empty_segment_and_missing_revenue_do_not_crash_and_give_json_safe_metri
     json.dumps(metrics, allow_nan=False)
     assert [entry["segment"] for entry in metrics] == [0, 1, 2, 3]
     assert metrics[0]["revenue"] is None and metrics[3]["traits"] == []
-    assert [t["text"] for t in metrics[0]["traits"]] == description.table.loc[0, ["trait_1", "trait_2", "trait_3"]].tolist()
+    top_three = description.table.loc[0, ["trait_1", "trait_2", "trait_3"]].tolist()
+    assert [entry["text"] for entry in metrics[0]["traits"]] == top_three
 
 
 def test_missing_values_are_left_out_of_means_and_std():
