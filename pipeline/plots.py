@@ -5,8 +5,13 @@ SOM (MiniSom's layout): a unit square on rectangular maps, a pointy-top hexagon 
 maps, so neighbouring hexagons touch. The horizontal axis is i, the vertical axis j. Cells are drawn as one
 vectorised collection, so a 100 × 100 map costs about as much as a small one.
 
-Figures are built on matplotlib's headless Agg canvas without pyplot, so nothing is shown and no global figure
-state is kept; each PNG is written atomically.
+Segments have one colour everywhere (``cluster_palette``: the cluster map, the U-matrix markers, the dendrogram
+links and leaves) and one short code, "S3" (``segment_code``). Dendrograms take the segment of each linkage
+observation, so a linkage over some neurons only (the non-empty ones) draws the same way as one over all.
+
+Each ``plot_*`` function writes the figure of its ``*_figure`` twin; the figures do not depend on the dpi (marker
+sizes and line widths are in points, set from the figure size). Figures are built on matplotlib's headless Agg
+canvas without pyplot, so nothing is shown and no global figure state is kept; each PNG is written atomically.
 """
 from __future__ import annotations
 
@@ -185,6 +190,8 @@ def dendrogram_figure(
             segment of each neuron, used as ``leaf_segments=neuron_labels.ravel()``.
     """
     linkage = _validate_linkage(linkage)
+    if cut_height is not None:
+        cut_height = _validate_height(cut_height, "cut_height")
     leaves = _LeafSegments.build(linkage, leaf_segments, leaf_names, segment_names, neuron_labels)
     leaf_count = linkage.shape[0] + 1
     fig = _new_figure((25, 10))
@@ -201,7 +208,7 @@ def dendrogram_figure(
     )
     leaves.mark_leaves(ax, tree["leaves"], with_labels=with_leaf_labels)
     if cut_height is not None:
-        _draw_cut(ax, linkage, _validate_height(cut_height, "cut_height"))
+        _draw_cut(ax, linkage, cut_height)
     ax.set_title(title)
     ax.set_xlabel("linkage observation (neuron)" if with_leaf_labels else f"{leaf_count} neurons")
     ax.set_ylabel("distance")
@@ -333,19 +340,19 @@ def plot_cluster_map(
     hits: np.ndarray | None = None,
     dpi: int = 100,
 ) -> Path:
-    """Draw each neuron in its cluster's colour, with a legend of cluster sizes.
+    """Write ``cluster_map_figure`` (same arguments) as a PNG at ``path``; return the path."""
+    return _save(cluster_map_figure(labels, coords, topology, hits=hits), path, dpi)
+
+
+def cluster_map_figure(labels: np.ndarray, coords: Coords, topology: str, *, hits: np.ndarray | None = None) -> Figure:
+    """Each neuron in its cluster's colour, with a legend of cluster sizes.
 
     Args:
         labels: (x, y) int cluster of every neuron, 0..k−1.
         coords: (xx, yy), each (x, y), the neurons' Euclidean coordinates.
         topology: "rectangular" or "hexagonal".
-        path: PNG file to write.
         hits: optional (x, y) rows per neuron; the legend then gives rows per cluster, and neurons without
             rows are marked with a small ×.
-        dpi: resolution of the PNG.
-
-    Returns:
-        The path written.
     """
     labels = _validate_labels(labels)
     coords = _validate_coords(coords, labels.shape)
@@ -366,11 +373,11 @@ def plot_cluster_map(
     )
     neurons_per_cluster = np.bincount(labels.ravel(), minlength=cluster_count)
     if hits is None:
-        entry_texts = [f"{c}: {n} neurons" for c, n in enumerate(neurons_per_cluster)]
+        entry_texts = [f"{segment_code(c)}: {_count_text(n, 'neuron')}" for c, n in enumerate(neurons_per_cluster)]
     else:
         rows_per_cluster = np.bincount(labels.ravel(), weights=hits.ravel(), minlength=cluster_count)
         entry_texts = [
-            f"{c}: {rows:g} rows, {neurons} neurons"
+            f"{segment_code(c)}: {_count_text(rows, 'row')}, {_count_text(neurons, 'neuron')}"
             for c, (rows, neurons) in enumerate(zip(rows_per_cluster, neurons_per_cluster))
         ]
     handles = [Patch(facecolor=color, label=text) for color, text in zip(palette, entry_texts)]
@@ -385,7 +392,7 @@ def plot_cluster_map(
             handles.append(Line2D([], [], marker="x", linestyle="none", color="black", label=empty_label))
     ax.legend(handles=handles, title="cluster", loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize="small")
     ax.set_title(f"{cluster_count} neuron clusters")
-    return _save(fig, path, dpi)
+    return fig
 
 
 def plot_component_planes(
@@ -858,8 +865,8 @@ def _set_map_axes(ax: Axes, coords: Coords, topology: str, *, max_ticks: int = M
 def grid_ticks(coords: Coords, *, max_ticks: int = MAX_GRID_TICKS) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
     """Tick positions and grid indices of a map: ((x positions, i), (y positions, j)).
 
-    Index i sits at max_j xx[i, j] (the unshifted rows of a hexagonal map) and j at yy[0, j]; every ⌈n / max_ticks⌉-th
-    index is kept, starting at 0.
+    Index i sits at max_j xx[i, j] (the unshifted rows of a hexagonal map) and j at yy[0, j]; every
+    ⌈n / max_ticks⌉-th index is kept, starting at 0.
     """
     xx, yy = coords
     x, y = xx.shape

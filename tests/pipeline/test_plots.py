@@ -327,7 +327,8 @@ def test_truncated_dendrogram_colours_and_labels_every_leaf_by_segment(prototype
     assert {colour for _, _, colour in drawn["strip"]} == set(cluster_palette(5)), "every segment shows its colour"
     legend_texts = [text.get_text() for text in fig.legends[0].get_texts()]
     counts = np.bincount(prototypes.segments)
-    assert legend_texts[:5] == [f"S{s}: {name} ({counts[s]} neurons)" for s, name in enumerate(prototypes.segment_names)]
+    names = prototypes.segment_names
+    assert legend_texts[:5] == [f"S{s}: {name} ({counts[s]} neurons)" for s, name in enumerate(names)]
 
 
 def test_full_dendrogram_colours_and_labels_every_leaf_by_segment(prototypes: SegmentedPrototypes, tmp_path: Path):
