@@ -46,7 +46,7 @@ MAX_LEGEND_ENTRIES = 20
 FULL_DENDROGRAM_MAX_LEAF_LABELS = 120
 MIXED_COLOR = "#4d4d4d"  # dendrogram links over several segments, or above the cut
 MERGE_LABEL_OFFSET_POINTS = 5.0
-CUT_CLEARANCE_POINTS = 2.0  # least gap between a merge-height label and the cut line
+CUT_BAND_SHARE = 0.02  # of the axes height: least gap between a merge-height label and the cut line
 CUT_LINE_GID, CUT_LABEL_GID, LEAF_STRIP_GID = "cut-line", "cut-label", "leaf-strip"
 LEAF_STRIP_HEIGHT = 0.025  # axes fraction: the strip under the leaves showing their segments
 LEAF_STRIP_WIDTH = 8.0  # of the 10 data units scipy gives each leaf
@@ -109,8 +109,9 @@ def u_matrix_figure(
         coords: (xx, yy), each (x, y), the neurons' Euclidean coordinates.
         topology: "rectangular" or "hexagonal".
         bmu_ij: optional (N, 2) integer BMU grid indices (i, j) of the rows.
-        marker_labels: optional (N,) label per row (e.g. its segment): distinct marker and colour per label,
-            at most ``MAX_MARKER_LABELS`` distinct values, listed in a legend. Needs ``bmu_ij``.
+        marker_labels: optional (N,) label per row: distinct marker and colour per label, at most
+            ``MAX_MARKER_LABELS`` distinct values, listed in a legend. Needs ``bmu_ij``. Non-negative integers are
+            segment ids: segment s gets ``cluster_palette`` colour s and the code "S<s>", as in the other plots.
         segment_names: optional name per segment, for the legend, when ``marker_labels`` are segment ids
             0..n_segments − 1.
         cmap: matplotlib colormap name for the distances.
@@ -256,7 +257,8 @@ def truncated_dendrogram_figure(
     segment's colour (grey when mixed), and a strip under the leaf is split between the segments it holds in
     proportion, so every segment shows its colour, even one that is a single leaf or lies inside mixed leaves.
     Links are coloured as in ``dendrogram_figure``. Each merge higher than ``annotate_above`` gets a dot and its height
-    (``%.3g``); a height label that would touch the cut line moves above its dot, or is dropped if it still would.
+    (``%.3g``); a height label within ``CUT_BAND_SHARE`` of the axis height of the cut line moves above its dot, or
+    is dropped if it still would be.
 
     Args:
         linkage: scipy linkage matrix Z, (n_obs − 1) × 4.
@@ -621,14 +623,16 @@ def _draw_labelled_markers(
     marker_x = coords[0].ravel()[pair_neuron] + spread * np.cos(angle)
     marker_y = coords[1].ravel()[pair_neuron] + spread * np.sin(angle)
     areas = style.areas(pair_rows)
-    if segment_names is None:
+    if np.issubdtype(label_values.dtype, np.integer) and label_values.min() >= 0:
+        # segment ids: the colours and codes of the dendrograms and the cluster map
+        palette = cluster_palette(int(label_values.max()) + 1 if segment_names is None else len(segment_names))
+        colors = {value: palette[value] for value in label_values}
+        names = {value: "" if segment_names is None else f": {segment_names[value]}" for value in label_values}
+        texts = {value: f"{segment_code(value)}{names[value]}" for value in label_values}
+    else:
         palette = cluster_palette(label_count)
         colors = {value: palette[code] for code, value in enumerate(label_values)}
         texts = {value: str(value) for value in label_values}
-    else:  # segment ids: the colours and codes of the dendrograms and the cluster map
-        palette = cluster_palette(len(segment_names))
-        colors = {value: palette[value] for value in label_values}
-        texts = {value: f"{segment_code(value)}: {segment_names[value]}" for value in label_values}
     handles = []
     for code, value in enumerate(label_values):
         chosen = pair_label == code
@@ -804,14 +808,15 @@ def _draw_cut(ax: Axes, linkage: np.ndarray, cut_height: float) -> None:
 
 
 def _keep_labels_off_line(fig: Figure, ax: Axes, labels: list, height: float) -> None:
-    """Move each annotation that would touch the horizontal line at ``height`` above its point; drop it if it
-    still would. Extents are measured on the laid-out figure, in points, so the rule holds at any dpi."""
+    """Move each annotation that comes within ``CUT_BAND_SHARE`` of the axes height of the horizontal line at
+    ``height`` above its point; drop it if it still would. Extents are measured on the laid-out figure, and
+    everything in it scales with the dpi, so the rule holds at any dpi."""
     if not labels:
         return
     fig.canvas.draw()  # lays the figure out, so text extents and the data transform are final
     renderer = fig.canvas.get_renderer()
     line_y = ax.transData.transform((0.0, height))[1]
-    clearance = CUT_CLEARANCE_POINTS * fig.dpi / 72.0
+    clearance = CUT_BAND_SHARE * ax.get_window_extent(renderer).height
 
     def touches(label) -> bool:
         box = label.get_window_extent(renderer)

@@ -5,6 +5,7 @@ Dendrogram checks compare the drawn links, leaf labels and leaf markers with a r
 """
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import matplotlib.image
@@ -364,12 +365,13 @@ def test_cut_line_is_drawn_and_labelled_with_its_segment_count(prototypes: Segme
         np.testing.assert_allclose(line.get_ydata(), [cut, cut])
 
 
-def label_touches_line(fig, ax, label, height: float, clearance_points: float = 1.0) -> bool:
+def label_in_cut_band(fig, ax, label, height: float) -> bool:
+    """Whether the label's box comes within 2% of the axes height of the horizontal line at ``height``."""
     renderer = fig.canvas.get_renderer()
     box = label.get_window_extent(renderer)
     line_y = ax.transData.transform((0.0, height))[1]
-    clearance = clearance_points * fig.dpi / 72
-    return box.y0 - clearance <= line_y <= box.y1 + clearance
+    band = 0.02 * ax.get_window_extent(renderer).height
+    return box.y0 - band <= line_y <= box.y1 + band
 
 
 @pytest.mark.parametrize("scale", [1e-3, 1.0, 1e4])
@@ -377,18 +379,20 @@ def test_merge_height_labels_never_sit_on_the_cut_line(prototypes: SegmentedProt
     tree = prototypes.linkage.copy()
     tree[:, 2] *= scale
     top = tree[-1, 2]
-    for merge_height in tree[-4:-1, 2]:  # annotated merges: cut just under each, where its label would sit
-        cut = float(merge_height - 0.01 * top)
+    # annotated merges: cut just under each, where its label would sit, or just over it
+    for merge_height, offset in itertools.product(tree[-4:-1, 2], (-0.01, 0.005)):
+        cut = float(merge_height + offset * top)
         fig = truncated_dendrogram_figure(tree, cut_height=cut, p=10, leaf_segments=prototypes.segments)
         ax = fig.axes[0]
         fig.canvas.draw()
         merge_labels = [text for text in ax.texts if text.get_gid() != CUT_LABEL_GID]
-        assert merge_labels, "the top merges are annotated"
-        assert not [label.get_text() for label in merge_labels if label_touches_line(fig, ax, label, cut)]
-        own = [label for label in merge_labels if label.get_text() == f"{merge_height:.3g}"]
-        assert own, "the merge just above the cut keeps its label, moved above its dot"
-        dot_y = ax.transData.transform((0.0, merge_height))[1]
-        assert own[0].get_window_extent(fig.canvas.get_renderer()).y0 > dot_y
+        assert len(merge_labels) >= 2, "the top merges are annotated"
+        assert not [label.get_text() for label in merge_labels if label_in_cut_band(fig, ax, label, cut)]
+        if offset < 0:
+            own = [label for label in merge_labels if label.get_text() == f"{merge_height:.3g}"]
+            assert own, "the merge just above the cut keeps its label, moved above its dot"
+            dot_y = ax.transData.transform((0.0, merge_height))[1]
+            assert own[0].get_window_extent(fig.canvas.get_renderer()).y0 > dot_y
 
 
 def contrast_ratio(colour_a, colour_b) -> float:
@@ -440,6 +444,21 @@ def test_u_matrix_markers_read_on_dark_cells_at_every_dpi(
         f"S{s}: {name} ({counts[s]} rows)" for s, name in enumerate(names)
     ]
     assert ax.get_legend().get_title().get_text() == "segment"
+
+
+def test_u_matrix_marker_colours_follow_segment_ids_even_with_a_segment_missing(small_map: SmallMap) -> None:
+    row_segments = np.where(np.arange(len(small_map.bmu_ij)) % 2 == 0, 0, 3)  # segments 1 and 2 hold no rows
+    ax = u_matrix_figure(small_map.distance_map, small_map.coords, small_map.topology, bmu_ij=small_map.bmu_ij,
+                         marker_labels=row_segments).axes[0]
+    markers = [c for c in ax.collections if isinstance(c, PathCollection) and c.get_gid() != HALO_GID]
+    assert [to_hex(c.get_edgecolor()[0]) for c in markers] == [cluster_palette(4)[0], cluster_palette(4)[3]]
+    counts = np.bincount(row_segments)
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == [f"S0 ({counts[0]} rows)", f"S3 ({counts[3]} rows)"]
+    named = u_matrix_figure(small_map.distance_map, small_map.coords, small_map.topology, bmu_ij=small_map.bmu_ij,
+                            marker_labels=np.where(row_segments == 0, "north", "south")).axes[0]
+    assert [t.get_text() for t in named.get_legend().get_texts()] == [
+        f"north ({counts[0]} rows)", f"south ({counts[3]} rows)"
+    ]
 
 
 def test_u_matrix_figure_does_not_depend_on_the_dpi(small_map: SmallMap) -> None:
