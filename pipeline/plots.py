@@ -5,16 +5,25 @@ SOM (MiniSom's layout): a unit square on rectangular maps, a pointy-top hexagon 
 maps, so neighbouring hexagons touch. The horizontal axis is i, the vertical axis j. Cells are drawn as one
 vectorised collection, so a 100 × 100 map costs about as much as a small one.
 
-Figures are built on matplotlib's headless Agg canvas without pyplot, so nothing is shown and no global figure
-state is kept; each PNG is written atomically.
+Segments have one colour everywhere (``cluster_palette``: the cluster map, the U-matrix markers, the dendrogram
+links and leaves) and one short code, "S3" (``segment_code``). Dendrograms take the segment of each linkage
+observation, so a linkage over some neurons only (the non-empty ones) draws the same way as one over all.
+
+Each ``plot_*`` function writes the figure of its ``*_figure`` twin; the figures do not depend on the dpi (marker
+sizes and line widths are in points, set from the figure size). Figures are built on matplotlib's headless Agg
+canvas without pyplot, so nothing is shown and no global figure state is kept; each PNG is written atomically.
 """
 from __future__ import annotations
 
 import logging
 import os
+import textwrap
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from matplotlib import colormaps
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -23,7 +32,7 @@ from matplotlib.colors import BoundaryNorm, Colormap, ListedColormap, Normalize,
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
-from scipy.cluster.hierarchy import dendrogram
+from scipy.cluster.hierarchy import dendrogram, fcluster
 from tqdm import tqdm
 
 from pipeline.atomic import write_atomic
@@ -35,8 +44,22 @@ MARKERS: tuple[str, ...] = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h
 MAX_MARKER_LABELS = 50
 MAX_LEGEND_ENTRIES = 20
 FULL_DENDROGRAM_MAX_LEAF_LABELS = 120
-ABOVE_CUT_COLOR = "#4d4d4d"
+MIXED_COLOR = "#4d4d4d"  # dendrogram links over several segments, or above the cut
+MERGE_LABEL_OFFSET_POINTS = 5.0
+CUT_BAND_SHARE = 0.02  # of the axes height: least gap between a merge-height label and the cut line
+CUT_LINE_GID, CUT_LABEL_GID, LEAF_STRIP_GID = "cut-line", "cut-label", "leaf-strip"
+LEAF_STRIP_HEIGHT = 0.025  # axes fraction: the strip under the leaves showing their segments
+LEAF_STRIP_WIDTH = 8.0  # of the 10 data units scipy gives each leaf
 MAP_LONGEST_SIDE_INCHES = 7.0
+MIN_MARKER_WIDTH, MAX_MARKER_WIDTH = 0.25, 0.7  # BMU marker widths, as fractions of a cell's width
+HALO_COLOR = "#ffffff"  # under every BMU marker, so markers read on dark U-matrix cells
+HIT_MARKER_COLOR = "#2ca02c"
+HALO_GID = "marker-halo"
+MAX_GRID_TICKS = 10  # per map axis; component planes keep fewer
+PLANE_MAX_GRID_TICKS = 6
+CHOSEN_K_COLOR = "#d62728"
+CHOSEN_K_GID = "chosen-k"
+PLANE_TITLE_WIDTH = 28  # characters per line of a component plane's title
 
 Coords = tuple[np.ndarray, np.ndarray]
 
@@ -49,34 +72,57 @@ def plot_u_matrix(
     *,
     bmu_ij: np.ndarray | None = None,
     marker_labels: np.ndarray | None = None,
+    segment_names: Sequence[str] | None = None,
     cmap: str = "bone_r",
     dpi: int = 100,
 ) -> Path:
-    """Draw the U-matrix (x, y) as coloured cells with a colorbar, optionally with BMU markers.
+    """Write ``u_matrix_figure`` (same arguments) as a PNG at ``path``; return the path."""
+    figure = u_matrix_figure(
+        distance_map, coords, topology, bmu_ij=bmu_ij, marker_labels=marker_labels, segment_names=segment_names,
+        cmap=cmap,
+    )
+    return _save(figure, path, dpi)
+
+
+def u_matrix_figure(
+    distance_map: np.ndarray,
+    coords: Coords,
+    topology: str,
+    *,
+    bmu_ij: np.ndarray | None = None,
+    marker_labels: np.ndarray | None = None,
+    segment_names: Sequence[str] | None = None,
+    cmap: str = "bone_r",
+) -> Figure:
+    """The U-matrix (x, y) as coloured cells with a colorbar, optionally with BMU markers.
 
     Markers are one per hit neuron (or per (neuron, label) pair when ``marker_labels`` is given), with marker area
     proportional to the number of rows mapped there, so the picture costs the same for any number of rows. When
     a neuron holds rows of several labels, their markers are spread on a small circle around the cell centre.
+    Every marker has a white halo under its coloured outline, so it reads on dark (border) cells as on light
+    ones. Marker areas and line widths are in points, set by the cell size in the figure (inches), so the
+    picture looks the same at every dpi: areas from (``MIN_MARKER_WIDTH`` · cell)² to (``MAX_MARKER_WIDTH`` ·
+    cell)².
 
     Args:
         distance_map: (x, y) U-matrix, e.g. ``SOM.distance_map()``.
         coords: (xx, yy), each (x, y), the neurons' Euclidean coordinates.
         topology: "rectangular" or "hexagonal".
-        path: PNG file to write.
         bmu_ij: optional (N, 2) integer BMU grid indices (i, j) of the rows.
-        marker_labels: optional (N,) label per row (e.g. its cluster): distinct marker and colour per label,
-            at most ``MAX_MARKER_LABELS`` distinct values. Needs ``bmu_ij``.
+        marker_labels: optional (N,) label per row: distinct marker and colour per label, at most
+            ``MAX_MARKER_LABELS`` distinct values, listed in a legend. Needs ``bmu_ij``. Non-negative integers are
+            segment ids: segment s gets ``cluster_palette`` colour s and the code "S<s>", as in the other plots.
+        segment_names: optional name per segment, for the legend, when ``marker_labels`` are segment ids
+            0..n_segments − 1.
         cmap: matplotlib colormap name for the distances.
-        dpi: resolution of the PNG.
-
-    Returns:
-        The path written.
     """
     distance_map = _validate_grid_values(distance_map, "distance_map")
     coords = _validate_coords(coords, distance_map.shape)
     _validate_topology(topology)
     if marker_labels is not None and bmu_ij is None:
         raise ValueError("marker_labels needs bmu_ij (the BMU of each labelled row)")
+    if segment_names is not None and marker_labels is None:
+        raise ValueError("segment_names needs marker_labels (the segment of each row)")
 
     fig, ax = _map_figure(coords, topology)
     cells = _draw_cells(ax, distance_map, coords, topology, cmap=cmap, norm=Normalize())
@@ -84,13 +130,13 @@ def plot_u_matrix(
     ax.set_title("U-matrix" + ("" if bmu_ij is None else " with BMUs (marker area ∝ rows)"))
     if bmu_ij is not None:
         bmu_flat = _validate_bmu_ij(bmu_ij, distance_map.shape)
-        max_area = _max_marker_area(coords)
+        style = _MarkerStyle.for_map(coords)
         if marker_labels is None:
-            _draw_hit_markers(ax, bmu_flat, coords, max_area)
+            _draw_hit_markers(ax, bmu_flat, coords, style)
         else:
-            row_labels = _validate_marker_labels(marker_labels, bmu_flat.size)
-            _draw_labelled_markers(ax, bmu_flat, row_labels, coords, max_area)
-    return _save(fig, path, dpi)
+            row_labels = _validate_marker_labels(marker_labels, bmu_flat.size, segment_names)
+            _draw_labelled_markers(ax, bmu_flat, row_labels, coords, style, segment_names)
+    return fig
 
 
 def plot_dendrogram(
@@ -99,43 +145,76 @@ def plot_dendrogram(
     *,
     title: str = "SOM Weights Hierarchical Clustering Dendrogram",
     cut_height: float | None = None,
+    leaf_segments: np.ndarray | None = None,
+    leaf_names: Sequence[str] | None = None,
+    segment_names: Sequence[str] | None = None,
     neuron_labels: np.ndarray | None = None,
     dpi: int = 100,
 ) -> Path:
-    """Draw the full dendrogram of a neuron linkage (leaf labels only when there are few enough to read).
+    """Write ``dendrogram_figure`` (same arguments) as a PNG at ``path``; return the path."""
+    figure = dendrogram_figure(
+        linkage, title=title, cut_height=cut_height, leaf_segments=leaf_segments, leaf_names=leaf_names,
+        segment_names=segment_names, neuron_labels=neuron_labels,
+    )
+    return _save(figure, path, dpi)
+
+
+def dendrogram_figure(
+    linkage: np.ndarray,
+    *,
+    title: str = "SOM Weights Hierarchical Clustering Dendrogram",
+    cut_height: float | None = None,
+    leaf_segments: np.ndarray | None = None,
+    leaf_names: Sequence[str] | None = None,
+    segment_names: Sequence[str] | None = None,
+    neuron_labels: np.ndarray | None = None,
+) -> Figure:
+    """The full dendrogram of a linkage over n_obs observations (neurons), leaf labels only when at most
+    ``FULL_DENDROGRAM_MAX_LEAF_LABELS`` leaves.
+
+    With ``leaf_segments`` every link whose leaves all belong to one segment takes that segment's colour (the
+    colours of ``plot_cluster_map``), links over several segments are grey (``MIXED_COLOR``); each leaf is
+    labelled "S<segment> <name>" in its segment's colour over a strip of that colour, and a legend lists the
+    segments. Without it, links below ``cut_height`` are coloured by scipy's ``color_threshold`` rule.
 
     Args:
-        linkage: scipy linkage matrix Z, (M − 1) × 4.
-        path: PNG file to write.
+        linkage: scipy linkage matrix Z, (n_obs − 1) × 4.
         title: figure title.
-        cut_height: optional height of a horizontal cut line; links below it are coloured by scipy's
-            ``color_threshold`` rule unless ``neuron_labels`` is given.
-        neuron_labels: optional (M,) or (x, y) cluster of every neuron; links inside one cluster take that
-            cluster's colour (the same colours as ``plot_cluster_map``), links joining clusters are grey.
-        dpi: resolution of the PNG.
-
-    Returns:
-        The path written.
+        cut_height: optional height of the cut, drawn as a line labelled "cut: k segments" (k: the number of
+            subtrees below it, ``fcluster(Z, cut_height, "distance")``).
+        leaf_segments: optional (n_obs,) int segment (0..n_segments − 1) of each linkage observation.
+        leaf_names: optional (n_obs,) text naming each observation, e.g. "(3,4)" (``dendrogram_leaves``);
+            default the observation index.
+        segment_names: optional text per segment for the legend; its length sets n_segments (default
+            max(leaf_segments) + 1).
+        neuron_labels: the older form of ``leaf_segments`` for a linkage over every neuron: the (x, y) or (M,)
+            segment of each neuron, used as ``leaf_segments=neuron_labels.ravel()``.
     """
     linkage = _validate_linkage(linkage)
+    if cut_height is not None:
+        cut_height = _validate_height(cut_height, "cut_height")
+    leaves = _LeafSegments.build(linkage, leaf_segments, leaf_names, segment_names, neuron_labels)
     leaf_count = linkage.shape[0] + 1
     fig = _new_figure((25, 10))
     ax = fig.add_subplot()
     with_leaf_labels = leaf_count <= FULL_DENDROGRAM_MAX_LEAF_LABELS
-    dendrogram(
+    tree = dendrogram(
         linkage,
         ax=ax,
         no_labels=not with_leaf_labels,
+        leaf_label_func=leaves.leaf_text,
         leaf_rotation=90,
         leaf_font_size=8,
-        **_link_colouring(linkage, cut_height, neuron_labels),
+        **leaves.link_colouring(cut_height),
     )
+    leaves.mark_leaves(ax, tree["leaves"], with_labels=with_leaf_labels)
     if cut_height is not None:
-        ax.axhline(cut_height, color="black", linewidth=1)
+        _draw_cut(ax, linkage, cut_height)
     ax.set_title(title)
-    ax.set_xlabel("neuron (flat index i·y + j)" if with_leaf_labels else f"{leaf_count} neurons")
+    ax.set_xlabel("linkage observation (neuron)" if with_leaf_labels else f"{leaf_count} neurons")
     ax.set_ylabel("distance")
-    return _save(fig, path, dpi)
+    leaves.add_legend(fig)
+    return fig
 
 
 def plot_truncated_dendrogram(
@@ -145,28 +224,49 @@ def plot_truncated_dendrogram(
     cut_height: float,
     p: int = 12,
     annotate_above: float | None = None,
+    leaf_segments: np.ndarray | None = None,
+    leaf_names: Sequence[str] | None = None,
+    segment_names: Sequence[str] | None = None,
     neuron_labels: np.ndarray | None = None,
     dpi: int = 100,
 ) -> Path:
-    """Draw the last ``p`` merges of the dendrogram, annotated, with a horizontal cut line.
+    """Write ``truncated_dendrogram_figure`` (same arguments) as a PNG at ``path``; return the path."""
+    figure = truncated_dendrogram_figure(
+        linkage, cut_height=cut_height, p=p, annotate_above=annotate_above, leaf_segments=leaf_segments,
+        leaf_names=leaf_names, segment_names=segment_names, neuron_labels=neuron_labels,
+    )
+    return _save(figure, path, dpi)
 
-    Leaves show a neuron index or, in brackets, the number of neurons contracted into them; dots on the
-    leaf stems mark the heights of the contracted merges. Each merge higher than ``annotate_above`` gets a dot
-    and its height (``%.3g``).
+
+def truncated_dendrogram_figure(
+    linkage: np.ndarray,
+    *,
+    cut_height: float,
+    p: int = 12,
+    annotate_above: float | None = None,
+    leaf_segments: np.ndarray | None = None,
+    leaf_names: Sequence[str] | None = None,
+    segment_names: Sequence[str] | None = None,
+    neuron_labels: np.ndarray | None = None,
+) -> Figure:
+    """The last ``p`` merges of the dendrogram (``truncate_mode="lastp"``), annotated, with the labelled cut line.
+
+    A leaf is one observation or a contracted subtree of n observations; dots on its stem mark the contracted
+    merges. With ``leaf_segments`` a leaf is labelled by what it holds: "S3 (12)" for 12 observations all of
+    segment 3, "mixed (12)" for several segments, "S3 <name>" for one observation. The label takes the
+    segment's colour (grey when mixed), and a strip under the leaf is split between the segments it holds in
+    proportion, so every segment shows its colour, even one that is a single leaf or lies inside mixed leaves.
+    Links are coloured as in ``dendrogram_figure``. Each merge higher than ``annotate_above`` gets a dot and its height
+    (``%.3g``); a height label within ``CUT_BAND_SHARE`` of the axis height of the cut line moves above its dot, or
+    is dropped if it still would be.
 
     Args:
-        linkage: scipy linkage matrix Z, (M − 1) × 4.
-        path: PNG file to write.
+        linkage: scipy linkage matrix Z, (n_obs − 1) × 4.
         cut_height: height of the cut line (``NeuronClusters.cut_height``).
-        p: number of leaves to keep (``truncate_mode="lastp"``).
+        p: number of leaves to keep.
         annotate_above: merges higher than this are annotated; default 10% of the top merge height, so the
             visible top merges are annotated whatever the scale of the weights.
-        neuron_labels: optional (M,) or (x, y) cluster of every neuron, to colour links as ``plot_cluster_map``
-            colours clusters; otherwise links below ``cut_height`` are coloured by scipy's rule.
-        dpi: resolution of the PNG.
-
-    Returns:
-        The path written.
+        leaf_segments, leaf_names, segment_names, neuron_labels: as in ``dendrogram_figure``.
     """
     linkage = _validate_linkage(linkage)
     cut_height = _validate_height(cut_height, "cut_height")
@@ -176,6 +276,7 @@ def plot_truncated_dendrogram(
         threshold = 0.1 * float(linkage[-1, 2])
     else:
         threshold = _validate_height(annotate_above, "annotate_above")
+    leaves = _LeafSegments.build(linkage, leaf_segments, leaf_names, segment_names, neuron_labels)
 
     fig = _new_figure((14, 7))
     ax = fig.add_subplot()
@@ -185,24 +286,51 @@ def plot_truncated_dendrogram(
         truncate_mode="lastp",
         p=int(p),
         show_contracted=True,
+        leaf_label_func=leaves.leaf_text,
         leaf_rotation=90,
         leaf_font_size=12,
-        **_link_colouring(linkage, cut_height, neuron_labels),
+        **leaves.link_colouring(cut_height),
     )
+    leaves.mark_leaves(ax, tree["leaves"], with_labels=True)
+    height_labels = []
     for link_x, link_heights, color in zip(tree["icoord"], tree["dcoord"], tree["color_list"]):
         merge_x = 0.5 * (link_x[1] + link_x[2])
         merge_height = link_heights[1]
         if merge_height > threshold:
             ax.plot(merge_x, merge_height, "o", color=color)
-            ax.annotate(
-                f"{merge_height:.3g}", (merge_x, merge_height), xytext=(0, -5),
+            height_labels.append(ax.annotate(
+                f"{merge_height:.3g}", (merge_x, merge_height), xytext=(0, -MERGE_LABEL_OFFSET_POINTS),
                 textcoords="offset points", va="top", ha="center",
-            )
-    ax.axhline(cut_height, color="black", linewidth=1)
+            ))
+    _draw_cut(ax, linkage, cut_height)
     ax.set_title("Hierarchical Clustering Dendrogram (truncated)")
-    ax.set_xlabel("neuron index or (number of neurons)")
+    ax.set_xlabel("leaf: segment and (number of neurons) or neuron" if leaves.segments is not None
+                  else "neuron index or (number of neurons)")
     ax.set_ylabel("distance")
-    return _save(fig, path, dpi)
+    leaves.add_legend(fig)
+    _keep_labels_off_line(fig, ax, height_labels, cut_height)
+    return fig
+
+
+def dendrogram_leaves(labels: np.ndarray, linkage_neurons: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """``leaf_segments`` and ``leaf_names`` for a linkage over some neurons of an (x, y) map.
+
+    Args:
+        labels: (x, y) int segment of every neuron.
+        linkage_neurons: (n_obs,) flat index i·y + j of the neuron behind each linkage observation.
+
+    Returns:
+        (n_obs,) segment of each observation, and its name "(i,j)".
+    """
+    labels = _validate_labels(labels)
+    linkage_neurons = np.asarray(linkage_neurons)
+    if linkage_neurons.ndim != 1 or not np.issubdtype(linkage_neurons.dtype, np.integer):
+        raise ValueError(f"linkage_neurons must be a 1-D integer array, got shape {linkage_neurons.shape} "
+                         f"of dtype {linkage_neurons.dtype}")
+    if linkage_neurons.size and (linkage_neurons.min() < 0 or linkage_neurons.max() >= labels.size):
+        raise ValueError(f"linkage_neurons must be flat indices in 0..{labels.size - 1} of the {labels.shape} map")
+    rows, columns = np.divmod(linkage_neurons, labels.shape[1])
+    return labels.ravel()[linkage_neurons], [f"({i},{j})" for i, j in zip(rows, columns)]
 
 
 def plot_cluster_map(
@@ -214,19 +342,19 @@ def plot_cluster_map(
     hits: np.ndarray | None = None,
     dpi: int = 100,
 ) -> Path:
-    """Draw each neuron in its cluster's colour, with a legend of cluster sizes.
+    """Write ``cluster_map_figure`` (same arguments) as a PNG at ``path``; return the path."""
+    return _save(cluster_map_figure(labels, coords, topology, hits=hits), path, dpi)
+
+
+def cluster_map_figure(labels: np.ndarray, coords: Coords, topology: str, *, hits: np.ndarray | None = None) -> Figure:
+    """Each neuron in its cluster's colour, with a legend of cluster sizes.
 
     Args:
         labels: (x, y) int cluster of every neuron, 0..k−1.
         coords: (xx, yy), each (x, y), the neurons' Euclidean coordinates.
         topology: "rectangular" or "hexagonal".
-        path: PNG file to write.
         hits: optional (x, y) rows per neuron; the legend then gives rows per cluster, and neurons without
             rows are marked with a small ×.
-        dpi: resolution of the PNG.
-
-    Returns:
-        The path written.
     """
     labels = _validate_labels(labels)
     coords = _validate_coords(coords, labels.shape)
@@ -247,11 +375,11 @@ def plot_cluster_map(
     )
     neurons_per_cluster = np.bincount(labels.ravel(), minlength=cluster_count)
     if hits is None:
-        entry_texts = [f"{c}: {n} neurons" for c, n in enumerate(neurons_per_cluster)]
+        entry_texts = [f"{segment_code(c)}: {_count_text(n, 'neuron')}" for c, n in enumerate(neurons_per_cluster)]
     else:
         rows_per_cluster = np.bincount(labels.ravel(), weights=hits.ravel(), minlength=cluster_count)
         entry_texts = [
-            f"{c}: {rows:g} rows, {neurons} neurons"
+            f"{segment_code(c)}: {_count_text(rows, 'row')}, {_count_text(neurons, 'neuron')}"
             for c, (rows, neurons) in enumerate(zip(rows_per_cluster, neurons_per_cluster))
         ]
     handles = [Patch(facecolor=color, label=text) for color, text in zip(palette, entry_texts)]
@@ -266,7 +394,7 @@ def plot_cluster_map(
             handles.append(Line2D([], [], marker="x", linestyle="none", color="black", label=empty_label))
     ax.legend(handles=handles, title="cluster", loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize="small")
     ax.set_title(f"{cluster_count} neuron clusters")
-    return _save(fig, path, dpi)
+    return fig
 
 
 def plot_component_planes(
@@ -279,19 +407,27 @@ def plot_component_planes(
     cmap: str = "viridis",
     dpi: int = 100,
 ) -> Path:
-    """Draw one map per feature, coloured by that feature's weight, in a grid of panels each with a colorbar.
+    """Write ``component_planes_figure`` (same arguments) as a PNG at ``path``; return the path."""
+    return _save(component_planes_figure(weights, feature_names, coords, topology, cmap=cmap), path, dpi)
+
+
+def component_planes_figure(
+    weights: np.ndarray,
+    feature_names: list[str],
+    coords: Coords,
+    topology: str,
+    *,
+    cmap: str = "viridis",
+) -> Figure:
+    """One map per feature, coloured by that feature's weight, in a grid of panels; each panel has grid ticks
+    (i, j indices), its feature name as title (wrapped at ``PLANE_TITLE_WIDTH`` characters) and its own colorbar.
 
     Args:
         weights: (x, y, D) neuron weights, already in the features' original units.
         feature_names: D names, one per panel title.
         coords: (xx, yy), each (x, y), the neurons' Euclidean coordinates.
         topology: "rectangular" or "hexagonal".
-        path: PNG file to write.
         cmap: matplotlib colormap name.
-        dpi: resolution of the PNG.
-
-    Returns:
-        The path written.
     """
     weights = np.asarray(weights)
     if weights.ndim != 3:
@@ -309,18 +445,78 @@ def plot_component_planes(
     column_count = int(np.ceil(np.sqrt(feature_count)))
     row_count = int(np.ceil(feature_count / column_count))
     panel_width, panel_height = _map_size_inches(coords, longest_side=3.2)
-    fig = _new_figure((column_count * (panel_width + 1.2), row_count * (panel_height + 0.7)))
+    fig = _new_figure((column_count * (panel_width + 1.4), row_count * (panel_height + 1.2)))
     axes = fig.subplots(row_count, column_count, squeeze=False).ravel()
     for feature, ax in tqdm(
         enumerate(axes[:feature_count]), total=feature_count, desc="component planes", disable=None
     ):
-        _set_map_axes(ax, coords, topology, with_ticks=False)
+        _set_map_axes(ax, coords, topology, max_ticks=PLANE_MAX_GRID_TICKS)
+        ax.tick_params(labelsize="small")
         cells = _draw_cells(ax, weights[:, :, feature], coords, topology, cmap=cmap, norm=Normalize())
-        fig.colorbar(cells, ax=ax, fraction=0.046, pad=0.04)
-        ax.set_title(str(feature_names[feature]), fontsize="medium")
+        colorbar = fig.colorbar(cells, ax=ax, fraction=0.046, pad=0.04)
+        colorbar.ax.tick_params(labelsize="small")
+        ax.set_title(textwrap.fill(str(feature_names[feature]), PLANE_TITLE_WIDTH), fontsize="medium")
     for unused_ax in axes[feature_count:]:
         unused_ax.set_axis_off()
-    return _save(fig, path, dpi)
+    return fig
+
+
+def plot_k_selection(
+    table: pd.DataFrame, path: str | os.PathLike, *, criterion: str, chosen_k: int, dpi: int = 100
+) -> Path:
+    """Write ``k_selection_figure`` (same arguments) as a PNG at ``path``; return the path."""
+    return _save(k_selection_figure(table, criterion=criterion, chosen_k=chosen_k), path, dpi)
+
+
+def k_selection_figure(table: pd.DataFrame, *, criterion: str, chosen_k: int) -> Figure:
+    """The criterion used to choose the number of segments, per k tried, with the chosen k marked and labelled.
+
+    Args:
+        table: one row per k tried (``k_selection.csv``): an integer column ``k`` and the ``criterion`` column;
+            NaN criterion values (k that could not be scored) are left out of the line.
+        criterion: name of the criterion column, e.g. "silhouette".
+        chosen_k: the k the pipeline used; must be one of ``table["k"]``.
+    """
+    if not isinstance(table, pd.DataFrame):
+        raise TypeError(f"table must be a pandas DataFrame, got {type(table).__name__}")
+    for column in ("k", criterion):
+        if column not in table.columns:
+            raise ValueError(f"table has no column {column!r}; its columns: {', '.join(map(str, table.columns))}")
+    if len(table) == 0:
+        raise ValueError("table must hold at least one k")
+    ordered = table.sort_values("k")
+    ks = ordered["k"].to_numpy()
+    values = pd.to_numeric(ordered[criterion], errors="coerce").to_numpy(dtype=np.float64)
+    if not np.issubdtype(ks.dtype, np.integer):
+        raise TypeError(f"table['k'] must hold integers, got dtype {ks.dtype}")
+    if chosen_k not in set(ks.tolist()):
+        raise ValueError(f"chosen_k={chosen_k!r} is not among the k of the table: {', '.join(map(str, ks))}")
+    chosen_value = values[ks == chosen_k][0]
+
+    fig = _new_figure((7.0, 4.2))
+    ax = fig.add_subplot()
+    ax.plot(ks, values, marker="o", color="tab:blue", label=criterion)  # a NaN breaks the line there
+    ax.axvline(chosen_k, color=CHOSEN_K_COLOR, linestyle="--", linewidth=1)
+    ax.margins(y=0.2)  # room for the label of the chosen k below its point
+    on_right = chosen_k > np.median(ks)
+    label_style = dict(textcoords="offset points", va="top", ha="right" if on_right else "left",
+                       color=CHOSEN_K_COLOR, gid=CHOSEN_K_GID)
+    label_shift = (-10 if on_right else 10, -8)
+    if np.isfinite(chosen_value):
+        ax.scatter([chosen_k], [chosen_value], s=160, marker="*", color=CHOSEN_K_COLOR, edgecolors="black",
+                   zorder=3, label=f"chosen k = {chosen_k}", gid=CHOSEN_K_GID)
+        ax.annotate(f"chosen k = {chosen_k}\n{criterion} = {chosen_value:.3g}", (chosen_k, chosen_value),
+                    xytext=label_shift, **label_style)
+    else:
+        ax.annotate(f"chosen k = {chosen_k} (not scored)", (chosen_k, 1.0), xycoords=ax.get_xaxis_transform(),
+                    xytext=label_shift, **label_style)
+    ax.set_xticks(ks)
+    ax.set_xlabel("number of segments k")
+    ax.set_ylabel(criterion)
+    ax.set_title(f"Choosing the number of segments: {criterion} per k")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize="small")
+    return fig
 
 
 def cluster_palette(cluster_count: int) -> list[str]:
@@ -370,19 +566,50 @@ def _draw_cells(
     return cells
 
 
-def _draw_hit_markers(ax: Axes, bmu_flat: np.ndarray, coords: Coords, max_area: float) -> None:
+@dataclass(frozen=True)
+class _MarkerStyle:
+    """Sizes (points², points) of BMU markers on a map drawn by ``_map_figure``."""
+
+    min_area: float
+    max_area: float
+    line_width: float
+    halo_width: float
+
+    @classmethod
+    def for_map(cls, coords: Coords) -> _MarkerStyle:
+        """Marker sizes from the cell width in points, c = 72 · (map width in inches) / (cells across)."""
+        width, _ = _map_size_inches(coords, longest_side=MAP_LONGEST_SIDE_INCHES)
+        cell_points = 72.0 * width / (float(np.ptp(coords[0])) + 1.0)
+        line_width = float(np.clip(0.03 * cell_points, 0.6, 1.6))
+        return cls(
+            min_area=(MIN_MARKER_WIDTH * cell_points) ** 2, max_area=(MAX_MARKER_WIDTH * cell_points) ** 2,
+            line_width=line_width, halo_width=2.0 * line_width + 1.0,
+        )
+
+    def areas(self, row_counts: np.ndarray) -> np.ndarray:
+        """Areas proportional to row counts, the largest count getting ``max_area``, none below ``min_area``."""
+        return np.maximum(self.max_area * row_counts / row_counts.max(), self.min_area)
+
+
+def _draw_markers(ax: Axes, x: np.ndarray, y: np.ndarray, areas: np.ndarray, marker: str, color: str,
+                  style: _MarkerStyle) -> None:
+    """Unfilled markers in ``color`` over a wider white halo of the same shape."""
+    ax.scatter(x, y, s=areas, marker=marker, facecolors="none", edgecolors=HALO_COLOR, linewidths=style.halo_width,
+               gid=HALO_GID)
+    ax.scatter(x, y, s=areas, marker=marker, facecolors="none", edgecolors=color, linewidths=style.line_width)
+
+
+def _draw_hit_markers(ax: Axes, bmu_flat: np.ndarray, coords: Coords, style: _MarkerStyle) -> None:
     """One unfilled green square per hit neuron, area proportional to its number of rows."""
     hit_counts = np.bincount(bmu_flat, minlength=coords[0].size)
     hit_neurons = np.flatnonzero(hit_counts)
-    ax.scatter(
-        coords[0].ravel()[hit_neurons], coords[1].ravel()[hit_neurons],
-        s=_marker_areas(hit_counts[hit_neurons], max_area),
-        marker="s", facecolors="none", edgecolors="tab:green", linewidths=1.0,
-    )
+    _draw_markers(ax, coords[0].ravel()[hit_neurons], coords[1].ravel()[hit_neurons],
+                  style.areas(hit_counts[hit_neurons]), "s", HIT_MARKER_COLOR, style)
 
 
 def _draw_labelled_markers(
-    ax: Axes, bmu_flat: np.ndarray, marker_labels: np.ndarray, coords: Coords, max_area: float
+    ax: Axes, bmu_flat: np.ndarray, marker_labels: np.ndarray, coords: Coords, style: _MarkerStyle,
+    segment_names: Sequence[str] | None,
 ) -> None:
     """One marker per (neuron, label) pair, marker and colour by label, area proportional to its rows."""
     label_values, label_codes = np.unique(marker_labels, return_inverse=True)
@@ -395,32 +622,29 @@ def _draw_labelled_markers(
     spread = np.where(labels_at_neuron > 1, 0.25, 0.0)
     marker_x = coords[0].ravel()[pair_neuron] + spread * np.cos(angle)
     marker_y = coords[1].ravel()[pair_neuron] + spread * np.sin(angle)
-    areas = _marker_areas(pair_rows, max_area)
-    palette = cluster_palette(label_count)
+    areas = style.areas(pair_rows)
+    if np.issubdtype(label_values.dtype, np.integer) and label_values.min() >= 0:
+        # segment ids: the colours and codes of the dendrograms and the cluster map
+        palette = cluster_palette(int(label_values.max()) + 1 if segment_names is None else len(segment_names))
+        colors = {value: palette[value] for value in label_values}
+        names = {value: "" if segment_names is None else f": {segment_names[value]}" for value in label_values}
+        texts = {value: f"{segment_code(value)}{names[value]}" for value in label_values}
+    else:
+        palette = cluster_palette(label_count)
+        colors = {value: palette[code] for code, value in enumerate(label_values)}
+        texts = {value: str(value) for value in label_values}
+    handles = []
     for code, value in enumerate(label_values):
         chosen = pair_label == code
-        ax.scatter(
-            marker_x[chosen], marker_y[chosen], s=areas[chosen], marker=MARKERS[code % len(MARKERS)],
-            facecolors="none", edgecolors=palette[code], linewidths=1.2,
-            label=f"{value} ({int(pair_rows[chosen].sum())} rows)",
-        )
-    handles, _ = ax.get_legend_handles_labels()
+        marker = MARKERS[code % len(MARKERS)]
+        _draw_markers(ax, marker_x[chosen], marker_y[chosen], areas[chosen], marker, colors[value], style)
+        rows = _count_text(int(pair_rows[chosen].sum()), "row")
+        handles.append(Line2D([], [], marker=marker, markersize=9, markerfacecolor="none", markeredgewidth=1.5,
+                              color=colors[value], linestyle="none", label=f"{texts[value]} ({rows})"))
     ax.legend(
-        handles=_capped_legend_handles(handles), loc="upper center", bbox_to_anchor=(0.5, -0.08),
-        ncol=min(label_count, 5), fontsize="small", markerscale=0.6,
+        handles=_capped_legend_handles(handles), title="segment", loc="upper center", bbox_to_anchor=(0.5, -0.08),
+        ncol=min(label_count, 4), fontsize="small",
     )
-
-
-def _marker_areas(row_counts: np.ndarray, max_area: float) -> np.ndarray:
-    """Marker areas (points²) proportional to row counts, the largest count getting ``max_area``."""
-    return np.maximum(max_area * row_counts / row_counts.max(), 2.0)
-
-
-def _max_marker_area(coords: Coords) -> float:
-    """Area (points²) of a square marker 70% as wide as one cell of a map drawn by ``_map_figure``."""
-    width, _ = _map_size_inches(coords, longest_side=MAP_LONGEST_SIDE_INCHES)
-    cell_width_points = 72.0 * width / (float(np.ptp(coords[0])) + 1.0)
-    return (0.7 * cell_width_points) ** 2
 
 
 def _capped_legend_handles(handles: list) -> list:
@@ -432,23 +656,178 @@ def _capped_legend_handles(handles: list) -> list:
     return list(handles[: MAX_LEGEND_ENTRIES - 1]) + [more]
 
 
-def _link_colouring(linkage: np.ndarray, cut_height: float | None, neuron_labels: np.ndarray | None) -> dict:
-    """Dendrogram keyword arguments colouring links by cluster (``link_color_func``) or by the cut height."""
-    if neuron_labels is None:
-        return {} if cut_height is None else {"color_threshold": cut_height, "above_threshold_color": ABOVE_CUT_COLOR}
-    leaf_count = linkage.shape[0] + 1
-    leaf_clusters = np.asarray(neuron_labels).ravel()
-    if leaf_clusters.size != leaf_count or not np.issubdtype(leaf_clusters.dtype, np.integer):
-        raise ValueError(
-            f"neuron_labels must hold one integer cluster per neuron ({leaf_count}), "
-            f"got {leaf_clusters.size} values of dtype {leaf_clusters.dtype}"
+@dataclass(frozen=True)
+class _LeafSegments:
+    """What a dendrogram shows of the segments: the segment make-up of every tree node, leaf texts and colours.
+
+    Nodes are numbered as in scipy: observations 0..n_obs − 1, then merge m is node n_obs + m. A node's segment
+    is the segment shared by all observations below it, or −1 (mixed) when they differ.
+    """
+
+    linkage: np.ndarray
+    names: list[str]
+    segments: np.ndarray | None = None
+    node_counts: np.ndarray | None = None  # [2·n_obs − 1, n_segments] observations of each segment under a node
+    node_segment: np.ndarray | None = None  # [2·n_obs − 1]
+    segment_names: list[str] | None = None
+    palette: tuple[str, ...] = ()
+
+    @classmethod
+    def build(
+        cls,
+        linkage: np.ndarray,
+        leaf_segments: np.ndarray | None,
+        leaf_names: Sequence[str] | None,
+        segment_names: Sequence[str] | None,
+        neuron_labels: np.ndarray | None,
+    ) -> _LeafSegments:
+        """Validate the per-observation arguments of the dendrogram functions and derive every node's segment."""
+        leaf_count = linkage.shape[0] + 1
+        if neuron_labels is not None:
+            if leaf_segments is not None:
+                raise ValueError("give leaf_segments or neuron_labels, not both")
+            leaf_segments = np.asarray(neuron_labels).ravel()
+        if leaf_names is None:
+            names = [str(leaf) for leaf in range(leaf_count)]
+        else:
+            names = [str(name) for name in leaf_names]
+            if len(names) != leaf_count:
+                raise ValueError(f"leaf_names must name every linkage observation ({leaf_count}), got {len(names)}")
+        if leaf_segments is None:
+            if segment_names is not None:
+                raise ValueError("segment_names needs leaf_segments (the segment of each linkage observation)")
+            return cls(linkage=linkage, names=names)
+        segments = np.asarray(leaf_segments)
+        if segments.shape != (leaf_count,) or not np.issubdtype(segments.dtype, np.integer):
+            raise ValueError(
+                f"leaf_segments must hold one integer segment per linkage observation ({leaf_count}), "
+                f"got shape {segments.shape} of dtype {segments.dtype}"
+            )
+        if segments.min() < 0:
+            raise ValueError(f"leaf_segments must be non-negative segment ids, got {int(segments.min())}")
+        segment_count = int(segments.max()) + 1
+        if segment_names is not None:
+            segment_names = [str(name) for name in segment_names]
+            if len(segment_names) < segment_count:
+                raise ValueError(
+                    f"segment_names has {len(segment_names)} names but leaf_segments holds segment {segment_count - 1}"
+                )
+            segment_count = len(segment_names)
+        node_counts = np.zeros((2 * leaf_count - 1, segment_count), dtype=np.int64)
+        node_counts[np.arange(leaf_count), segments] = 1
+        for merge, (left, right) in enumerate(linkage[:, :2].astype(np.int64)):
+            node_counts[leaf_count + merge] = node_counts[left] + node_counts[right]
+        is_pure = np.count_nonzero(node_counts, axis=1) == 1
+        node_segment = np.where(is_pure, node_counts.argmax(axis=1), -1)
+        return cls(
+            linkage=linkage, names=names, segments=segments, node_counts=node_counts, node_segment=node_segment,
+            segment_names=segment_names, palette=tuple(cluster_palette(segment_count)),
         )
-    palette = cluster_palette(int(leaf_clusters.max()) + 1)
-    node_cluster = np.concatenate([leaf_clusters.astype(np.int64), np.full(leaf_count - 1, -1, dtype=np.int64)])
-    for merge, (left, right) in enumerate(linkage[:, :2].astype(np.int64)):
-        if node_cluster[left] == node_cluster[right]:
-            node_cluster[leaf_count + merge] = node_cluster[left]
-    return {"link_color_func": lambda node: palette[node_cluster[node]] if node_cluster[node] >= 0 else ABOVE_CUT_COLOR}
+
+    def node_color(self, node: int) -> str:
+        """The colour of a node's segment, ``MIXED_COLOR`` when it spans several."""
+        segment = self.node_segment[node]
+        return self.palette[segment] if segment >= 0 else MIXED_COLOR
+
+    def leaf_text(self, node: int) -> str:
+        """Label of a dendrogram leaf: an observation's name, or a contracted subtree's (size), each after the
+        segment code ("S3", or "mixed") when segments are known."""
+        leaf_count = self.linkage.shape[0] + 1
+        if node < leaf_count:
+            content = self.names[node]
+        else:
+            content = f"({int(self.linkage[node - leaf_count, 3])})"
+        if self.segments is None:
+            return content
+        segment = self.node_segment[node]
+        return f"{segment_code(segment) if segment >= 0 else 'mixed'} {content}"
+
+    def link_colouring(self, cut_height: float | None) -> dict:
+        """Dendrogram keyword arguments: links coloured by segment, or else by scipy's rule below the cut."""
+        if self.segments is not None:
+            return {"link_color_func": self.node_color}
+        return {} if cut_height is None else {"color_threshold": cut_height, "above_threshold_color": MIXED_COLOR}
+
+    def mark_leaves(self, ax: Axes, leaf_nodes: list[int], with_labels: bool) -> None:
+        """Under each leaf a strip split by the segments it holds, in proportion (one colour for a pure leaf),
+        and its tick label in its segment's colour (grey when mixed)."""
+        if self.segments is None:
+            return
+        counts = self.node_counts[leaf_nodes]  # [leaves, n_segments]
+        shares = counts / counts.sum(axis=1, keepdims=True)
+        ends = np.cumsum(shares, axis=1)
+        leaf_x = 5.0 + 10.0 * np.arange(len(leaf_nodes))  # scipy puts leaf k at x = 10k + 5
+        leaf_index, segment = np.nonzero(counts)
+        left = leaf_x[leaf_index] + LEAF_STRIP_WIDTH * (ends[leaf_index, segment] - shares[leaf_index, segment] - 0.5)
+        right = leaf_x[leaf_index] + LEAF_STRIP_WIDTH * (ends[leaf_index, segment] - 0.5)
+        bottom, top = np.zeros_like(left), np.full_like(left, LEAF_STRIP_HEIGHT)
+        corners = np.stack([np.stack(pair, axis=1) for pair in
+                            ((left, bottom), (right, bottom), (right, top), (left, top))], axis=1)  # [pieces, 4, 2]
+        ax.add_collection(PolyCollection(
+            corners, facecolors=[self.palette[s] for s in segment], edgecolors="none",
+            transform=ax.get_xaxis_transform(), zorder=3, gid=LEAF_STRIP_GID,
+        ), autolim=False)
+        if with_labels:
+            for tick_label, node in zip(ax.get_xticklabels(), leaf_nodes):
+                tick_label.set_color(self.node_color(node))
+
+    def add_legend(self, fig: Figure) -> None:
+        """A legend of the segments: code, name and number of observations, plus the grey of mixed links."""
+        if self.segments is None:
+            return
+        counts = np.bincount(self.segments, minlength=len(self.palette))
+        handles = []
+        for segment, (color, count) in enumerate(zip(self.palette, counts)):
+            name = "" if self.segment_names is None else f": {self.segment_names[segment]}"
+            label = f"{segment_code(segment)}{name} ({_count_text(count, 'neuron')})"
+            handles.append(Patch(facecolor=color, label=label))
+        handles = _capped_legend_handles(handles)
+        handles.append(Patch(facecolor=MIXED_COLOR, label="mixed: several segments"))
+        fig.legend(handles=handles, title="segment", loc="outside right upper", fontsize="small")
+
+
+def _count_text(count: int, noun: str) -> str:
+    """"1 neuron", "12 neurons"."""
+    return f"{count:g} {noun}{'' if count == 1 else 's'}"
+
+
+def segment_code(segment: int) -> str:
+    """Short name of a segment in plots: "S3"."""
+    return f"S{int(segment)}"
+
+
+def _draw_cut(ax: Axes, linkage: np.ndarray, cut_height: float) -> None:
+    """A dashed line at the cut height, labelled with the number of subtrees below it, beside the axes."""
+    cluster_count = int(fcluster(linkage, cut_height, criterion="distance").max())
+    ax.axhline(cut_height, color="black", linewidth=1, linestyle="--", gid=CUT_LINE_GID)
+    ax.annotate(
+        f"cut: {_count_text(cluster_count, 'segment')}", xy=(1.0, cut_height),
+        xycoords=ax.get_yaxis_transform(), xytext=(4, 0), textcoords="offset points", ha="left", va="center",
+        annotation_clip=False, gid=CUT_LABEL_GID,
+    )
+
+
+def _keep_labels_off_line(fig: Figure, ax: Axes, labels: list, height: float) -> None:
+    """Move each annotation that comes within ``CUT_BAND_SHARE`` of the axes height of the horizontal line at
+    ``height`` above its point; drop it if it still would. Extents are measured on the laid-out figure, and
+    everything in it scales with the dpi, so the rule holds at any dpi."""
+    if not labels:
+        return
+    fig.canvas.draw()  # lays the figure out, so text extents and the data transform are final
+    renderer = fig.canvas.get_renderer()
+    line_y = ax.transData.transform((0.0, height))[1]
+    clearance = CUT_BAND_SHARE * ax.get_window_extent(renderer).height
+
+    def touches(label) -> bool:
+        box = label.get_window_extent(renderer)
+        return box.y0 - clearance <= line_y <= box.y1 + clearance
+
+    for label in labels:
+        if touches(label):
+            label.xyann = (0.0, MERGE_LABEL_OFFSET_POINTS)
+            label.set_verticalalignment("bottom")
+            if touches(label):
+                label.remove()
 
 
 def _new_figure(figsize: tuple[float, float]) -> Figure:
@@ -471,22 +850,34 @@ def _map_figure(coords: Coords, topology: str) -> tuple[Figure, Axes]:
     width, height = _map_size_inches(coords, longest_side=MAP_LONGEST_SIDE_INCHES)
     fig = _new_figure((width + 3.0, height + 1.5))
     ax = fig.add_subplot()
-    _set_map_axes(ax, coords, topology, with_ticks=True)
+    _set_map_axes(ax, coords, topology)
     return fig, ax
 
 
-def _set_map_axes(ax: Axes, coords: Coords, topology: str, *, with_ticks: bool) -> None:
-    """Equal aspect, limits framing every cell, axis labels i and j."""
+def _set_map_axes(ax: Axes, coords: Coords, topology: str, *, max_ticks: int = MAX_GRID_TICKS) -> None:
+    """Equal aspect, limits framing every cell, ticks at grid indices i (horizontal) and j (vertical)."""
     pad = 0.5 if topology == "rectangular" else 0.6
     ax.set_xlim(coords[0].min() - pad, coords[0].max() + pad)
     ax.set_ylim(coords[1].min() - pad, coords[1].max() + pad)
     ax.set_aspect("equal")
-    if with_ticks:
-        ax.set_xlabel("i")
-        ax.set_ylabel("j")
-    else:
-        ax.set_xticks([])
-        ax.set_yticks([])
+    (x_positions, x_indices), (y_positions, y_indices) = grid_ticks(coords, max_ticks=max_ticks)
+    ax.set_xticks(x_positions, [str(i) for i in x_indices])
+    ax.set_yticks(y_positions, [str(j) for j in y_indices])
+    ax.set_xlabel("i")
+    ax.set_ylabel("j")
+
+
+def grid_ticks(coords: Coords, *, max_ticks: int = MAX_GRID_TICKS) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
+    """Tick positions and grid indices of a map: ((x positions, i), (y positions, j)).
+
+    Index i sits at max_j xx[i, j] (the unshifted rows of a hexagonal map) and j at yy[0, j]; every
+    ⌈n / max_ticks⌉-th index is kept, starting at 0.
+    """
+    xx, yy = coords
+    x, y = xx.shape
+    i_indices = np.arange(0, x, int(np.ceil(x / max_ticks)))
+    j_indices = np.arange(0, y, int(np.ceil(y / max_ticks)))
+    return (xx.max(axis=1)[i_indices], i_indices), (yy[0, j_indices], j_indices)
 
 
 def _save(fig: Figure, path: str | os.PathLike, dpi: int) -> Path:
@@ -549,8 +940,10 @@ def _validate_bmu_ij(bmu_ij: np.ndarray, grid_shape: tuple[int, int]) -> np.ndar
     return bmu_ij[:, 0].astype(np.int64) * y + bmu_ij[:, 1]
 
 
-def _validate_marker_labels(marker_labels: np.ndarray, row_count: int) -> np.ndarray:
-    """Check one label per row and few enough distinct labels to tell apart."""
+def _validate_marker_labels(
+    marker_labels: np.ndarray, row_count: int, segment_names: Sequence[str] | None
+) -> np.ndarray:
+    """Check one label per row, few enough distinct labels to tell apart, and segment ids when names are given."""
     marker_labels = np.asarray(marker_labels)
     if marker_labels.shape != (row_count,):
         raise ValueError(
@@ -559,6 +952,13 @@ def _validate_marker_labels(marker_labels: np.ndarray, row_count: int) -> np.nda
     distinct = np.unique(marker_labels).size
     if distinct > MAX_MARKER_LABELS:
         raise ValueError(f"marker_labels has {distinct} distinct values; at most {MAX_MARKER_LABELS} can be told apart")
+    if segment_names is not None:
+        is_id = np.issubdtype(marker_labels.dtype, np.integer) and marker_labels.min() >= 0
+        if not is_id or marker_labels.max() >= len(segment_names):
+            raise ValueError(
+                f"with segment_names, marker_labels must be segment ids 0..{len(segment_names) - 1}, "
+                f"got values {marker_labels.min()!r}..{marker_labels.max()!r} of dtype {marker_labels.dtype}"
+            )
     return marker_labels
 
 

@@ -22,7 +22,14 @@ import yaml
 from omegaconf import OmegaConf
 
 from pipeline.hydra_callbacks import SweepSummaryCallback
-from pipeline.sweep_summary import build_summary, parse_overrides, swept_parameters, write_sweep_summary
+from pipeline.sweep_summary import (
+    BEST_GID,
+    build_summary,
+    parse_overrides,
+    summary_figure,
+    swept_parameters,
+    write_sweep_summary,
+)
 from pipeline.synthetic import write_synthetic
 
 REPO = Path(__file__).resolve().parents[1]
@@ -133,6 +140,8 @@ def test_a_2x2_sweep_runs_every_job_and_lists_a_failure(tmp_path):
         assert json.loads(row["cluster_sizes"]) == metrics["cluster_sizes"]["rows"]
         assert len(json.loads(row["cluster_sizes"])) == row["clustering.n_clusters"]
         assert row["runtime_s"] > 0
+    ok = summary[summary["status"] == "ok"]
+    assert summary.loc[summary["best"], "job"].tolist() == [ok.loc[ok["objective"].idxmin(), "job"]]
     assert (sweep_dir / "sweep_summary.png").read_bytes()[:8] == PNG_SIGNATURE
 
 
@@ -268,3 +277,90 @@ def test_parse_overrides_handles_appends_and_deletions():
     assert parse_overrides(["+extra=1", "~gone", "som.x=8", "data.path=a=b.csv"]) == {
         "extra": "1", "som.x": "8", "data.path": "a=b.csv"
     }
+
+
+def make_sigma_sweep(folder: Path, objectives: dict[float, float], *, x_values=(8, 10)) -> None:
+    """Jobs over som.sigma × som.x whose objective is ``objectives[sigma]`` + 0.01 × the distance (in steps) of
+    som.x from the middle of ``x_values`` (ties go to the first job)."""
+    number = 0
+    middle = (len(x_values) - 1) / 2
+    for sigma, objective in objectives.items():
+        for step, x in enumerate(x_values):
+            qe = objective + 0.01 * abs(step - middle)
+            make_job(folder / str(number), number, [f"som.sigma={sigma:g}", f"som.x={x}"],
+                     metrics=job_metrics(qe, 0.0, [3, 2]))
+            number += 1
+
+
+def test_summary_marks_the_best_job_in_the_csv_and_the_plot(tmp_path):
+    make_job(tmp_path / "0", 0, ["som.sigma=0.5"], metrics=job_metrics(0.75, 0.25, [3, 2]))
+    make_job(tmp_path / "1", 1, ["som.sigma=1"], metrics=job_metrics(0.5, 0.125, [3, 2]))
+    make_job(tmp_path / "2", 2, ["som.sigma=2"], failure={"error_type": "ValueError", "error": "bad"})
+    make_job(tmp_path / "3", 3, ["som.sigma=3"], metrics=job_metrics(0.625, 0.0, [3, 2]))  # ties job 1: later loses
+    written = write_sweep_summary(tmp_path)
+    summary = pd.read_csv(written.csv_path)
+    assert summary["best"].tolist() == [False, True, False, False]
+    assert written.best_job == 1
+    fig = summary_figure(build_summary(tmp_path))
+    stars = [c for ax in fig.axes for c in ax.collections if c.get_gid() == BEST_GID]
+    assert len(stars) == 3, "one star per metric panel"
+    metrics = {"quantization error": 0.5, "topographic error": 0.125, "objective": 0.625}
+    for star in stars:
+        ax = star.axes
+        np.testing.assert_allclose(star.get_offsets(), [[1.0, metrics[ax.get_ylabel()]]])
+    assert "best: job 1 (objective 0.625" in fig.get_suptitle()
+
+
+def test_summary_of_failed_jobs_only_has_no_best(tmp_path):
+    make_job(tmp_path / "0", 0, ["som.x=8"], failure={"error_type": "RuntimeError", "error": "boom"})
+    written = write_sweep_summary(tmp_path)
+    assert written.best_job is None and not pd.read_csv(written.csv_path)["best"].any()
+
+
+def test_best_value_at_the_edge_of_the_values_tried_is_warned_about(tmp_path, caplog):
+    # som.sigma: best at the largest of three values tried; som.x: two values only, so no edge to judge.
+    make_sigma_sweep(tmp_path, {0.5: 1.0, 1.0: 0.8, 2.0: 0.5})
+    with caplog.at_level("WARNING", logger="pipeline.sweep_summary"):
+        written = write_sweep_summary(tmp_path)
+    warnings = [record.getMessage() for record in caplog.records if record.levelname == "WARNING"]
+    assert len(warnings) == 1
+    assert "som.sigma=2, at the upper edge of the searched range [0.5, 2] (tried)" in warnings[0]
+    assert list(written.edge_notes) == ["som.sigma"]
+    fig = summary_figure(build_summary(tmp_path), notes=written.edge_notes)
+    assert fig.axes[0].get_title() == "som.sigma: best at the edge of the range"
+    assert "som.sigma=2" in fig.get_supxlabel()
+
+
+def test_best_value_inside_the_range_is_not_warned_about(tmp_path, caplog):
+    make_sigma_sweep(tmp_path, {0.5: 1.0, 1.0: 0.4, 2.0: 0.5}, x_values=(6, 8, 10))
+    with caplog.at_level("WARNING", logger="pipeline.sweep_summary"):
+        written = write_sweep_summary(tmp_path)
+    assert written.edge_notes == {} and not [r for r in caplog.records if r.levelname == "WARNING"]
+    assert written.best_job == 4  # sigma 1, som.x 8
+
+
+def test_edge_is_judged_against_the_declared_search_range(tmp_path, caplog):
+    # The basic sweeper declared som.sigma=0.5,1,2,4 (the sigma=4 jobs never ran): best sigma 2 is inside it,
+    # while som.x=range(6,12,2) puts the best som.x=6 at the lower edge.
+    make_sigma_sweep(tmp_path, {0.5: 1.0, 1.0: 0.8, 2.0: 0.5}, x_values=(6, 8))
+    (tmp_path / "multirun.yaml").write_text(yaml.safe_dump(
+        {"hydra": {"overrides": {"task": ["som.sigma=0.5,1,2,4", "som.x=range(6,12,2)", "seed=3"]},
+                   "sweeper": {"params": None}}}
+    ))
+    with caplog.at_level("WARNING", logger="pipeline.sweep_summary"):
+        written = write_sweep_summary(tmp_path)
+    assert list(written.edge_notes) == ["som.x"]
+    assert "som.x=6, at the lower edge of the searched range [6, 10] (declared)" in caplog.text
+
+
+def test_edge_of_an_optuna_interval_is_read_from_the_jobs_hydra_settings(tmp_path, caplog):
+    # Optuna declares its space in hydra.sweeper.params of every job; 2 is within 5% of the interval's end.
+    make_sigma_sweep(tmp_path, {0.5: 1.0, 1.0: 0.8, 2.0: 0.5})
+    for job in range(6):
+        settings = {"hydra": {"job": {"num": job}, "overrides": {"task": []},
+                              "sweeper": {"params": {"som.sigma": "interval(0.1, 2.05)", "som.x": "choice(8, 10)"}}}}
+        (tmp_path / str(job) / ".hydra" / "hydra.yaml").write_text(yaml.safe_dump(settings))
+    with caplog.at_level("WARNING", logger="pipeline.sweep_summary"):
+        written = write_sweep_summary(tmp_path)
+    assert list(written.edge_notes) == ["som.sigma"]
+    assert "upper edge of the searched range [0.1, 2.05] (declared)" in caplog.text

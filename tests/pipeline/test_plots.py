@@ -1,25 +1,47 @@
-"""Plots: valid PNGs written atomically, cell geometry against matplotlib's own shapes, colours as promised."""
+"""Plots: valid PNGs written atomically, cell geometry against matplotlib's own shapes, colours as promised.
+
+Dendrogram checks compare the drawn links, leaf labels and leaf markers with a reference built from scipy's own
+``dendrogram(..., no_plot=True)`` layout and ``to_tree`` membership; map checks read the matplotlib objects.
+"""
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import matplotlib.image
 import numpy as np
+import pandas as pd
 import pytest
+from matplotlib import colormaps
+from matplotlib.collections import LineCollection, PathCollection
+from matplotlib.colors import to_hex, to_rgb
 from matplotlib.patches import Rectangle, RegularPolygon
 from minisom import MiniSom
-from scipy.cluster.hierarchy import dendrogram, fcluster, linkage
+from scipy.cluster.hierarchy import dendrogram, fcluster, linkage, to_tree
+from sklearn.cluster import KMeans
 
+import pipeline.plots as plots
 from pipeline.clustering import cluster_neurons
 from pipeline.plots import (
-    _link_colouring,
+    CUT_LABEL_GID,
+    CUT_LINE_GID,
+    HALO_GID,
+    LEAF_STRIP_GID,
+    MIXED_COLOR,
     cell_polygons,
     cluster_palette,
+    component_planes_figure,
+    dendrogram_figure,
+    dendrogram_leaves,
+    k_selection_figure,
     plot_cluster_map,
     plot_component_planes,
     plot_dendrogram,
+    plot_k_selection,
     plot_truncated_dendrogram,
     plot_u_matrix,
+    truncated_dendrogram_figure,
+    u_matrix_figure,
 )
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -195,17 +217,308 @@ def test_hexagon_cells_match_matplotlib_regular_polygons_and_tile() -> None:
             assert shared == (2 if is_neighbour else 0), (a, b)
 
 
-def test_link_colours_follow_neuron_clusters() -> None:
-    weights = np.random.default_rng(4).normal(size=(5, 4, 2))
-    tree = linkage(weights.reshape(20, 2), "average")
-    reference_labels = fcluster(tree, 4, criterion="maxclust") - 1
-    palette = cluster_palette(4)
-    links = dendrogram(tree, no_plot=True, **_link_colouring(tree, None, reference_labels))
-    leaf_cluster_by_x = {5.0 + 10.0 * position: reference_labels[leaf] for position, leaf in enumerate(links["leaves"])}
-    for link_x, colour in zip(links["icoord"], links["color_list"]):
-        spanned = {cluster for x, cluster in leaf_cluster_by_x.items() if link_x[0] <= x <= link_x[3]}
-        expected = palette[spanned.pop()] if len(spanned) == 1 else "#4d4d4d"
-        assert colour == expected
+class SegmentedPrototypes:
+    """Prototypes of the non-empty neurons of a 10 × 10 map, their linkage, and segments the way a refined cut
+    leaves them: five blobs, two prototypes moved to another segment (so a segment need not be one subtree), and
+    one far, compact blob of six that truncation shows as a single leaf."""
+
+    def __init__(self) -> None:
+        rng = np.random.default_rng(7)
+        centres = [(0.0, 0.0), (3.0, 0.0), (0.0, 3.0), (3.0, 3.0), (12.0, 12.0)]
+        sizes = [25, 20, 16, 12, 6]
+        self.points = np.concatenate(
+            [rng.normal(centre, 0.35 if size > 6 else 0.05, size=(size, 2)) for centre, size in zip(centres, sizes)]
+        )
+        self.linkage = linkage(self.points, "average")
+        self.cut_height = float((self.linkage[-5, 2] + self.linkage[-4, 2]) / 2)
+        cut_segments = fcluster(self.linkage, self.cut_height, criterion="distance") - 1
+        init = np.stack([self.points[cut_segments == s].mean(axis=0) for s in range(5)])
+        self.segments = KMeans(5, init=init, n_init=1).fit(self.points).labels_
+        self.segments[[0, 30]] = self.segments[[30, 0]]  # two prototypes swap segments, as a refinement may do
+        self.far_segment = int(self.segments[-1])
+        self.neurons = np.sort(rng.choice(100, size=len(self.points), replace=False))
+        self.grid_labels = np.zeros((10, 10), dtype=int)
+        self.grid_labels.ravel()[self.neurons] = self.segments
+        self.names = [f"({i},{j})" for i, j in zip(*np.unravel_index(self.neurons, (10, 10)))]
+        self.segment_names = ["big spenders", "weekend", "apparel", "loyal", "far away"]
+
+
+@pytest.fixture(scope="module")
+def prototypes() -> SegmentedPrototypes:
+    return SegmentedPrototypes()
+
+
+def expected_dendrogram(tree: np.ndarray, segments: np.ndarray, names: list[str], p: int | None) -> dict:
+    """Leaf texts and colours, leaf strips and link colours, from scipy's leaf order (``no_plot``) and tree
+    (``to_tree``): leaf k sits at x = 10k + 5, a merge midway between its children, leaves at height 0."""
+    layout = dendrogram(tree, no_plot=True, **({} if p is None else {"truncate_mode": "lastp", "p": p}))
+    root, nodes = to_tree(tree, rd=True)
+    palette = cluster_palette(int(segments.max()) + 1)
+    leaf_x = {leaf: 10.0 * k + 5.0 for k, leaf in enumerate(layout["leaves"])}
+
+    def colour(observations: list[int]) -> str:
+        found = set(segments[observations].tolist())
+        return palette[found.pop()] if len(found) == 1 else MIXED_COLOR
+
+    links = {}
+
+    def place(node) -> tuple[float, float]:
+        """x and drawn height of a displayed node; records the link of every displayed merge."""
+        if node.id in leaf_x:
+            return leaf_x[node.id], 0.0
+        (left_x, left_h), (right_x, right_h) = place(node.get_left()), place(node.get_right())
+        key = (tuple(np.round([left_x, left_x, right_x, right_x], 6)),
+               tuple(np.round([left_h, node.dist, node.dist, right_h], 9)))
+        links[key] = colour(node.pre_order())
+        return (left_x + right_x) / 2, node.dist
+
+    place(root)
+    members = [nodes[leaf].pre_order() for leaf in layout["leaves"]]
+    texts = []
+    for leaf, observations in zip(layout["leaves"], members):
+        found = set(segments[observations].tolist())
+        code = f"S{next(iter(found))}" if len(found) == 1 else "mixed"
+        texts.append(f"{code} {names[leaf]}" if leaf < len(segments) else f"{code} ({len(observations)})")
+    strip = []  # under leaf k (x = 10k + 5, 8 units wide): one piece per segment, in proportion, in segment order
+    for k, observations in enumerate(members):
+        shares = np.bincount(segments[observations], minlength=len(palette)) / len(observations)
+        left = 10 * k + 1.0
+        for segment in np.flatnonzero(shares):
+            strip.append((round(left, 6), round(left + 8 * shares[segment], 6), palette[segment]))
+            left += 8 * shares[segment]
+    return {"texts": texts, "label_colours": [colour(obs) for obs in members], "strip": sorted(strip), "links": links}
+
+
+def drawn_dendrogram(fig) -> dict:
+    """The same items read back from the figure's matplotlib objects."""
+    ax = fig.axes[0]
+    links = {}
+    for collection in ax.collections:
+        if isinstance(collection, LineCollection):
+            colour = to_hex(collection.get_colors()[0])
+            for segment in collection.get_segments():
+                links[tuple(np.round(segment[:, 0], 6)), tuple(np.round(segment[:, 1], 9))] = colour
+    strip = next(c for c in ax.collections if c.get_gid() == LEAF_STRIP_GID)
+    pieces = [(path.vertices[:4, 0].min(), path.vertices[:4, 0].max()) for path in strip.get_paths()]
+    tick_labels = ax.get_xticklabels()
+    return {
+        "texts": [label.get_text() for label in tick_labels],
+        "label_colours": [to_hex(label.get_color()) for label in tick_labels],
+        "strip": sorted((round(left, 6), round(right, 6), to_hex(colour))
+                        for (left, right), colour in zip(pieces, strip.get_facecolors())),
+        "links": links,
+    }
+
+
+@pytest.mark.parametrize("p", [8, 14])
+def test_truncated_dendrogram_colours_and_labels_every_leaf_by_segment(prototypes: SegmentedPrototypes, p: int):
+    fig = truncated_dendrogram_figure(
+        prototypes.linkage, cut_height=prototypes.cut_height, p=p, leaf_segments=prototypes.segments,
+        leaf_names=prototypes.names, segment_names=prototypes.segment_names,
+    )
+    expected = expected_dendrogram(prototypes.linkage, prototypes.segments, prototypes.names, p)
+    drawn = drawn_dendrogram(fig)
+    for item in ("links", "texts", "label_colours", "strip"):
+        assert drawn[item] == expected[item], item
+    assert any(text.startswith("mixed (") for text in drawn["texts"]), "the refined segments leave a mixed leaf"
+    # the far segment is one contracted leaf: no link of its own, yet its colour and code are on the leaf
+    far_colour = cluster_palette(5)[prototypes.far_segment]
+    assert f"S{prototypes.far_segment} (6)" in drawn["texts"]
+    assert far_colour not in drawn["links"].values() and far_colour in drawn["label_colours"]
+    assert {colour for _, _, colour in drawn["strip"]} == set(cluster_palette(5)), "every segment shows its colour"
+    legend_texts = [text.get_text() for text in fig.legends[0].get_texts()]
+    counts = np.bincount(prototypes.segments)
+    names = prototypes.segment_names
+    assert legend_texts[:5] == [f"S{s}: {name} ({counts[s]} neurons)" for s, name in enumerate(names)]
+
+
+def test_full_dendrogram_colours_and_labels_every_leaf_by_segment(prototypes: SegmentedPrototypes, tmp_path: Path):
+    fig = dendrogram_figure(
+        prototypes.linkage, cut_height=prototypes.cut_height, leaf_segments=prototypes.segments,
+        leaf_names=prototypes.names,
+    )
+    expected = expected_dendrogram(prototypes.linkage, prototypes.segments, prototypes.names, None)
+    drawn = drawn_dendrogram(fig)
+    for item in ("links", "texts", "label_colours", "strip"):
+        assert drawn[item] == expected[item], item
+    plot_dendrogram(prototypes.linkage, tmp_path / "full.png", leaf_segments=prototypes.segments, dpi=40)
+    read_png(tmp_path / "full.png")
+
+
+def test_dendrogram_leaves_names_the_neurons_of_the_linkage(prototypes: SegmentedPrototypes):
+    segments, names = dendrogram_leaves(prototypes.grid_labels, prototypes.neurons)
+    np.testing.assert_array_equal(segments, prototypes.segments)
+    assert names == prototypes.names
+
+
+@pytest.mark.parametrize("figure_of", [dendrogram_figure, truncated_dendrogram_figure])
+def test_cut_line_is_drawn_and_labelled_with_its_segment_count(prototypes: SegmentedPrototypes, figure_of):
+    tree = prototypes.linkage
+    for cut in (prototypes.cut_height, float(tree[-2, 2] + tree[-1, 2]) / 2):
+        ax = figure_of(tree, cut_height=cut, leaf_segments=prototypes.segments).axes[0]
+        expected_count = 1 + int((tree[:, 2] > cut).sum())  # average linkage is monotone
+        label = next(text for text in ax.texts if text.get_gid() == CUT_LABEL_GID)
+        unit = "segment" if expected_count == 1 else "segments"
+        assert label.get_text() == f"cut: {expected_count} {unit}"
+        assert label.xy[1] == pytest.approx(cut)
+        line = next(line for line in ax.lines if line.get_gid() == CUT_LINE_GID)
+        np.testing.assert_allclose(line.get_ydata(), [cut, cut])
+
+
+def label_in_cut_band(fig, ax, label, height: float) -> bool:
+    """Whether the label's box comes within 2% of the axes height of the horizontal line at ``height``."""
+    renderer = fig.canvas.get_renderer()
+    box = label.get_window_extent(renderer)
+    line_y = ax.transData.transform((0.0, height))[1]
+    band = 0.02 * ax.get_window_extent(renderer).height
+    return box.y0 - band <= line_y <= box.y1 + band
+
+
+@pytest.mark.parametrize("scale", [1e-3, 1.0, 1e4])
+def test_merge_height_labels_never_sit_on_the_cut_line(prototypes: SegmentedPrototypes, scale: float):
+    tree = prototypes.linkage.copy()
+    tree[:, 2] *= scale
+    top = tree[-1, 2]
+    # annotated merges: cut just under each, where its label would sit, or just over it
+    for merge_height, offset in itertools.product(tree[-4:-1, 2], (-0.01, 0.005)):
+        cut = float(merge_height + offset * top)
+        fig = truncated_dendrogram_figure(tree, cut_height=cut, p=10, leaf_segments=prototypes.segments)
+        ax = fig.axes[0]
+        fig.canvas.draw()
+        merge_labels = [text for text in ax.texts if text.get_gid() != CUT_LABEL_GID]
+        assert len(merge_labels) >= 2, "the top merges are annotated"
+        assert not [label.get_text() for label in merge_labels if label_in_cut_band(fig, ax, label, cut)]
+        if offset < 0:
+            own = [label for label in merge_labels if label.get_text() == f"{merge_height:.3g}"]
+            assert own, "the merge just above the cut keeps its label, moved above its dot"
+            dot_y = ax.transData.transform((0.0, merge_height))[1]
+            assert own[0].get_window_extent(fig.canvas.get_renderer()).y0 > dot_y
+
+
+def contrast_ratio(colour_a, colour_b) -> float:
+    """WCAG 2 contrast ratio of two colours (1 to 21)."""
+    def luminance(colour) -> float:
+        rgb = np.array(to_rgb(colour))
+        linear = np.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
+        return float(linear @ [0.2126, 0.7152, 0.0722])
+    high, low = sorted([luminance(colour_a), luminance(colour_b)], reverse=True)
+    return (high + 0.05) / (low + 0.05)
+
+
+@pytest.mark.parametrize("dpi", [50, 100, 200])
+def test_u_matrix_markers_read_on_dark_cells_at_every_dpi(
+    small_map: SmallMap, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dpi: int
+) -> None:
+    figures = []
+    save = plots._save
+    monkeypatch.setattr(plots, "_save", lambda fig, path, dpi: figures.append(fig) or save(fig, path, dpi))
+    row_segments = small_map.clusters.labels[small_map.bmu_ij[:, 0], small_map.bmu_ij[:, 1]]
+    names = ["young families", "weekend apparel", "rare"]
+    written = plot_u_matrix(
+        small_map.distance_map, small_map.coords, small_map.topology, tmp_path / "u.png", bmu_ij=small_map.bmu_ij,
+        marker_labels=row_segments, segment_names=names, dpi=dpi,
+    )
+    image = read_png(written)
+    ax = figures[0].axes[0]
+    width_inches = figures[0].get_size_inches()[0]
+    assert 0.6 * width_inches * dpi < image.shape[1] <= width_inches * dpi + 2, "the PNG has the requested dpi"
+    scatters = [c for c in ax.collections if isinstance(c, PathCollection)]
+    halos, markers = scatters[0::2], scatters[1::2]
+    assert [c.get_gid() for c in halos] == [HALO_GID] * 3 and all(c.get_gid() != HALO_GID for c in markers)
+    darkest_cell = colormaps["bone_r"](1.0)
+    for segment, (halo, marker) in enumerate(zip(halos, markers)):
+        np.testing.assert_array_equal(halo.get_offsets(), marker.get_offsets())
+        np.testing.assert_array_equal(halo.get_sizes(), marker.get_sizes())
+        assert to_hex(marker.get_edgecolor()[0]) == cluster_palette(3)[segment]
+        assert contrast_ratio(halo.get_edgecolor()[0], darkest_cell) >= 7.0
+        assert halo.get_linewidth()[0] >= marker.get_linewidth()[0] + 1.0
+        smallest_marker_pixels = np.sqrt(marker.get_sizes().min()) * dpi / 72  # sizes are points², fixed
+        assert smallest_marker_pixels >= 4.0 and marker.get_linewidth()[0] * dpi / 72 >= 0.4
+        # area grows with the rows of that segment at the neuron (neurons in flat order, as drawn)
+        flat = small_map.bmu_ij[:, 0] * 5 + small_map.bmu_ij[:, 1]
+        rows = pd.Series(flat[row_segments == segment]).value_counts().sort_index().to_numpy()
+        sizes = marker.get_sizes()
+        assert all(sizes[a] >= sizes[b] for a in range(rows.size) for b in range(rows.size) if rows[a] > rows[b])
+    counts = np.bincount(row_segments, minlength=3)
+    assert [text.get_text() for text in ax.get_legend().get_texts()] == [
+        f"S{s}: {name} ({counts[s]} rows)" for s, name in enumerate(names)
+    ]
+    assert ax.get_legend().get_title().get_text() == "segment"
+
+
+def test_u_matrix_marker_colours_follow_segment_ids_even_with_a_segment_missing(small_map: SmallMap) -> None:
+    row_segments = np.where(np.arange(len(small_map.bmu_ij)) % 2 == 0, 0, 3)  # segments 1 and 2 hold no rows
+    ax = u_matrix_figure(small_map.distance_map, small_map.coords, small_map.topology, bmu_ij=small_map.bmu_ij,
+                         marker_labels=row_segments).axes[0]
+    markers = [c for c in ax.collections if isinstance(c, PathCollection) and c.get_gid() != HALO_GID]
+    assert [to_hex(c.get_edgecolor()[0]) for c in markers] == [cluster_palette(4)[0], cluster_palette(4)[3]]
+    counts = np.bincount(row_segments)
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == [f"S0 ({counts[0]} rows)", f"S3 ({counts[3]} rows)"]
+    named = u_matrix_figure(small_map.distance_map, small_map.coords, small_map.topology, bmu_ij=small_map.bmu_ij,
+                            marker_labels=np.where(row_segments == 0, "north", "south")).axes[0]
+    assert [t.get_text() for t in named.get_legend().get_texts()] == [
+        f"north ({counts[0]} rows)", f"south ({counts[3]} rows)"
+    ]
+
+
+def test_u_matrix_figure_does_not_depend_on_the_dpi(small_map: SmallMap) -> None:
+    sizes = []
+    for dpi in (50, 200):
+        fig = u_matrix_figure(small_map.distance_map, small_map.coords, small_map.topology, bmu_ij=small_map.bmu_ij)
+        fig.set_dpi(dpi)
+        fig.canvas.draw()
+        sizes.append([(c.get_sizes().tolist(), c.get_linewidth().tolist()) for c in fig.axes[0].collections[1:]])
+    assert sizes[0] == sizes[1]
+
+
+def test_component_planes_have_grid_ticks_titles_and_a_colorbar_each(small_map: SmallMap) -> None:
+    names = ["apparel share of spend in percent of the total", "b", "log monetary value"]
+    fig = component_planes_figure(small_map.weights, names, small_map.coords, small_map.topology)
+    xx, yy = small_map.coords
+    planes = [ax for ax in fig.axes if ax.get_title()]
+    assert [ax.get_title().replace("\n", " ") for ax in planes] == names
+    for ax in planes:
+        assert all(len(line) <= plots.PLANE_TITLE_WIDTH for line in ax.get_title().split("\n"))
+        x_labels = [int(label.get_text()) for label in ax.get_xticklabels()]
+        y_labels = [int(label.get_text()) for label in ax.get_yticklabels()]
+        assert len(x_labels) >= 3 and len(y_labels) >= 3 and x_labels[0] == y_labels[0] == 0
+        for position, i in zip(ax.get_xticks(), x_labels):
+            assert np.isclose(xx[i], position).any(), "tick i sits on a neuron of column i"
+        np.testing.assert_allclose(ax.get_yticks(), yy[0, y_labels])
+        cells = ax.collections[0]
+        assert cells.colorbar is not None and cells.colorbar.ax in fig.axes
+        assert ax.get_xlabel() == "i" and ax.get_ylabel() == "j"
+
+
+def test_maps_tick_every_grid_index_up_to_ten() -> None:
+    som = MiniSom(25, 4, 1, topology="hexagonal")
+    coords = som.get_euclidean_coordinates()
+    (x_positions, i_indices), (y_positions, j_indices) = plots.grid_ticks(coords)
+    np.testing.assert_array_equal(i_indices, np.arange(0, 25, 3))
+    np.testing.assert_array_equal(j_indices, np.arange(4))
+    np.testing.assert_allclose(y_positions, coords[1][0, :])
+    np.testing.assert_allclose(x_positions, i_indices)  # the unshifted hexagon rows sit at x = i
+
+
+def test_k_selection_plot_marks_and_labels_the_chosen_k(tmp_path: Path) -> None:
+    table = pd.DataFrame({"k": [4, 2, 3, 6, 5], "silhouette": [0.41, 0.2, 0.33, np.nan, 0.38]})
+    table["chosen"] = table["k"] == 4
+    fig = k_selection_figure(table, criterion="silhouette", chosen_k=4)
+    ax = fig.axes[0]
+    line = ax.lines[0]
+    np.testing.assert_array_equal(line.get_xdata(), [2, 3, 4, 5, 6])
+    np.testing.assert_array_equal(line.get_ydata(), [0.2, 0.33, 0.41, 0.38, np.nan])
+    star = next(c for c in ax.collections if c.get_gid() == plots.CHOSEN_K_GID)
+    np.testing.assert_allclose(star.get_offsets(), [[4, 0.41]])
+    label = next(text for text in ax.texts if text.get_gid() == plots.CHOSEN_K_GID)
+    assert label.get_text() == "chosen k = 4\nsilhouette = 0.41"
+    np.testing.assert_array_equal(ax.get_xticks(), [2, 3, 4, 5, 6])
+    assert ax.get_ylabel() == "silhouette"
+    unscored = k_selection_figure(table, criterion="silhouette", chosen_k=6).axes[0]
+    assert [t.get_text() for t in unscored.texts if t.get_gid() == plots.CHOSEN_K_GID] == ["chosen k = 6 (not scored)"]
+    written = plot_k_selection(table, tmp_path / "k.png", criterion="silhouette", chosen_k=4, dpi=DPI)
+    read_png(written)
+    assert_only_files(tmp_path, "k.png")
 
 
 def test_cluster_palette_is_distinct() -> None:
@@ -244,7 +557,34 @@ BAD_CALLS = {
     ),
     "neuron labels of another size": (
         lambda m, p: plot_dendrogram(m.clusters.linkage, p, neuron_labels=np.zeros(3, dtype=int)),
-        ValueError, r"one integer cluster per neuron \(35\)",
+        ValueError, r"one integer segment per linkage observation \(35\)",
+    ),
+    "leaf names of another size": (
+        lambda m, p: plot_truncated_dendrogram(m.clusters.linkage, p, cut_height=1.0, leaf_names=["(0,0)"]),
+        ValueError, r"every linkage observation \(35\), got 1",
+    ),
+    "too few segment names": (
+        lambda m, p: plot_dendrogram(
+            m.clusters.linkage, p, leaf_segments=m.clusters.labels.ravel(), segment_names=["only one"]
+        ),
+        ValueError, "1 names but leaf_segments holds segment 2",
+    ),
+    "segment names for non-segment marker labels": (
+        lambda m, p: plot_u_matrix(
+            m.distance_map, m.coords, m.topology, p, bmu_ij=m.bmu_ij,
+            marker_labels=np.full(len(m.bmu_ij), 5), segment_names=["a", "b"],
+        ),
+        ValueError, r"segment ids 0..1",
+    ),
+    "k-selection without the criterion column": (
+        lambda m, p: plot_k_selection(pd.DataFrame({"k": [2, 3], "bic": [1.0, 2.0]}), p, criterion="silhouette",
+                                      chosen_k=2),
+        ValueError, "no column 'silhouette'; its columns: k, bic",
+    ),
+    "chosen k not tried": (
+        lambda m, p: plot_k_selection(pd.DataFrame({"k": [2, 3], "bic": [1.0, 2.0]}), p, criterion="bic",
+                                      chosen_k=7),
+        ValueError, "chosen_k=7 is not among the k of the table: 2, 3",
     ),
     "no leaves": (
         lambda m, p: plot_truncated_dendrogram(m.clusters.linkage, p, cut_height=1.0, p=0),
