@@ -9,6 +9,22 @@ Three sources:
 
 Every cleaner returns a ``CleanResult`` in which ``n_input == len(clean) + len(dropped)``. A row is never
 removed silently: a row with several problems is reported with the first one found, in the order of the steps.
+
+Data-quality rules (so that data errors never become segments of their own):
+
+- **Implausible ages** (Big Bazaar): a row whose Age lies outside ``age_range`` (default 14-100 years,
+  inclusive) is dropped with the reason ``"implausible Age (outside 14-100)"``; the real file has birth dates
+  that give ages of 9-12 and 101-109. The row is dropped rather than kept with a missing Age because Age is a
+  model column of every Big Bazaar feature set and the feature matrix takes no missing values.
+  ``age_range=None`` switches the rule off (``experiment=seed_reproduction``, to match the author's file).
+- **Zero- and negative-price lines** are kept: free items (price 0) and returns (price, amount or quantity
+  below 0) are real events. Feature sets turn them into shares of a customer's lines (``free_item_share``,
+  ``return_share``) and count spend over positive lines only (``pipeline.feature_sets``). UCI Online Retail
+  cancellations (InvoiceNo ``C...``) are kept for the same reason: they are that data set's returns.
+- **State** (Big Bazaar) is kept, upper-cased with runs of blanks collapsed; blanks and placeholders
+  (``DUMMY``, ``X``, ``OTHER``, ``NA``) become missing. The customer feature set compares it with the
+  store's state.
+- **Extreme values** are not removed here: the scaler caps standardised values (``pipeline.encoding``).
 """
 from __future__ import annotations
 
@@ -37,15 +53,17 @@ UNIT_PRICE = "unit_price"
 INVOICE = "invoice"
 MISSING_CATEGORY = "(missing)"
 
-BIGBAZAAR_DROPPED_COLUMNS = ("store_description", "product_description", "promotion_description", "State")
+BIGBAZAAR_DROPPED_COLUMNS = ("store_description", "product_description", "promotion_description")
 BIGBAZAAR_INTEGER_COLUMNS = ("store_code", "till_no", "transaction_number_by_till", "product_code")
-# The cleaned Big Bazaar frame: the author's 13 model columns in his order, plus row_id and the parsed
-# transactionDate (kept, unlike the original, because customer-level recency needs it).
+# The cleaned Big Bazaar frame: the author's 13 model columns in his order, plus row_id, the parsed
+# transactionDate and State (kept, unlike the original: customer-level recency and the address flags need them).
 BIGBAZAAR_CLEAN_COLUMNS = (
     ROW_ID, "customerID", "Gender", "PinCode", "store_code", "till_no", "transaction_number_by_till",
     "promo_code", "product_code", "sale_price_after_promo", "discountUsed", "Age", "Week", "Month",
-    "transactionDate",
+    "transactionDate", "State",
 )
+DEFAULT_AGE_RANGE = (14, 100)
+STATE_PLACEHOLDERS = ("DUMMY", "X", "OTHER", "NA")
 PROMO_CODE_WORDS = {"NONPROMO": 0, "LOCALPROMO": 1}
 
 MAPPING_KEYS = ("id", "date", "date_format", "amount", "quantity", "unit_price", "invoice", "categoricals", "numerics")
@@ -111,19 +129,24 @@ def clean_bigbazaar(
     *,
     age_reference_date: str | date | None = None,
     drop_missing_age: bool = True,
+    age_range: tuple[float, float] | None = DEFAULT_AGE_RANGE,
 ) -> CleanResult:
     """Clean a Big Bazaar transactions frame (the 16 columns of ``cproducts.csv``).
 
     Steps (SEED_PIPELINE §1.3, with the author's evident intent): ``BBID_<digits>`` (or bare digits) ->
-    integer customerID; drop store/product/promotion descriptions and State; drop rows with a missing DOB or
+    integer customerID; drop store/product/promotion descriptions; drop rows with a missing DOB or
     PinCode; blank Gender -> ``'0'``; promo_code NONPROMO -> 0, LOCALPROMO -> 1, other codes -> integer (zero
     padding removed), missing -> 0; ISO dates; ``Age`` = whole years from DOB to ``age_reference_date``
     (default: the latest transactionDate in the input; ``"2018-03-01"`` reproduces the author's file);
     ``Week`` = ISO week, ``Month`` = 1..12; DOB dropped. DOB ``'NANA'`` or an unparseable DOB gives no Age, and
     the row is dropped unless ``drop_missing_age=False`` (which reproduces the author's shipped 11,148-row
-    file, with NaN Ages). Unparseable dates and numbers are dropped with a reason. Gender and discountUsed stay
-    strings. transactionDate is kept, parsed (the author dropped it): customer-level recency needs it.
+    file, with NaN Ages). A known Age outside ``age_range`` = (low, high) years drops the row with the reason
+    ``"implausible Age (outside low-high)"``; ``None`` keeps every Age (the author's file). Unparseable dates
+    and numbers are dropped with a reason. Gender and discountUsed stay strings. transactionDate is kept, parsed,
+    and State is kept, normalised (``_normalise_state``); the author dropped both, and the customer feature
+    set needs them for recency and the address flags.
     """
+    age_bounds = _check_age_range(age_range)
     require_columns(raw, BIGBAZAAR_COLUMNS, what="Big Bazaar transactions")
     raw = with_row_id(raw)
     ledger = _DropLedger(raw.index)
@@ -156,6 +179,9 @@ def clean_bigbazaar(
         no_age = age.isna() & dob_text.notna()
         ledger.drop(no_age & (dob_text.str.upper() == "NANA"), _quoted("DOB", dob_text) + " (no Age)")
         ledger.drop(no_age, _quoted("unparseable DOB", dob_text) + " (no Age)")
+    if age_bounds is not None:
+        low, high = age_bounds
+        ledger.drop((age < low) | (age > high), f"implausible Age (outside {low:g}-{high:g})")
 
     gender = _as_text(raw["Gender"]).fillna("0")
     candidate = pd.DataFrame({
@@ -169,6 +195,7 @@ def clean_bigbazaar(
         "discountUsed": discount_used,
         "Age": age,
         "transactionDate": transaction_date,
+        "State": _normalise_state(raw["State"]),
     })
     clean = candidate.loc[ledger.kept].copy()
     integer_columns = ["customerID", "PinCode", *BIGBAZAAR_INTEGER_COLUMNS, "promo_code"]
@@ -200,19 +227,16 @@ def clean_generic(raw: pd.DataFrame, mapping: Mapping[str, Any]) -> CleanResult:
 
 
 def clean_online_retail(raw: pd.DataFrame) -> CleanResult:
-    """Clean UCI Online Retail with ``ONLINE_RETAIL_MAPPING``.
+    """Clean UCI Online Retail with ``ONLINE_RETAIL_MAPPING`` and the generic rules (a missing CustomerID drops
+    the row).
 
-    On top of the generic rules (a missing CustomerID drops the row): cancellation invoices (InvoiceNo starting
-    with 'C') are dropped with a reason. They record returns of earlier purchases, often of goods bought before
-    the data starts; as segmentation units they would be negative-spend pseudo-visits, so they are not kept.
+    Cancellation invoices (InvoiceNo starting with 'C', negative Quantity) are kept: they are the customers'
+    returns, which the customer feature set counts as a return share, while spend counts positive lines only.
     """
     spec = _TransactionMapping.from_mapping(ONLINE_RETAIL_MAPPING)
     raw = with_row_id(raw)
     ledger = _DropLedger(raw.index)
     candidate = _clean_generic_rows(raw, spec, ledger)
-    invoice = _as_text(raw[spec.invoice])
-    cancelled = invoice.str.upper().str.startswith("C")
-    ledger.drop(cancelled, f"cancelled invoice ({spec.invoice} starts with 'C'): a return")
     return _assemble(raw, candidate.loc[ledger.kept], ledger, id_column=spec.id)
 
 
@@ -401,6 +425,27 @@ def _whole_years(birth_dates: pd.Series, reference: pd.Timestamp) -> pd.Series:
         (birth_dates.dt.month == reference.month) & (birth_dates.dt.day > reference.day)
     )
     return (reference.year - birth_dates.dt.year - before_birthday.astype(np.float64)).astype(np.float64)
+
+
+def _check_age_range(age_range: tuple[float, float] | None) -> tuple[float, float] | None:
+    """``age_range`` as float (low, high) bounds, or None; ValueError unless None or a pair with low < high."""
+    if age_range is None:
+        return None
+    try:
+        low, high = (float(bound) for bound in age_range)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"age_range must be None or (low, high) in years, got {age_range!r}") from error
+    if not low < high:
+        raise ValueError(f"age_range must be None or (low, high) with low < high, got {age_range!r}")
+    return low, high
+
+
+def _normalise_state(values: pd.Series) -> pd.Series:
+    """State names upper-cased with runs of blanks collapsed ('Madhya  Pradesh' -> 'MADHYA PRADESH');
+    blanks and ``STATE_PLACEHOLDERS`` become None."""
+    text = _as_text(values)
+    upper = text.str.upper().str.replace(r"\s+", " ", regex=True)
+    return upper.where(text.notna() & ~upper.isin(STATE_PLACEHOLDERS), None)
 
 
 def _optional_name(value: Any) -> str | None:

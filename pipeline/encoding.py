@@ -222,6 +222,80 @@ class OneHotEncoder(ColumnEncoder):
         return self.seen
 
 
+class MajorityEncoder(ColumnEncoder):
+    """A category -> ``source!=<majority>`` (1 unless the value is the fit data's most frequent one, e.g. 1 for
+    a foreign country) plus ``source=<value>`` for up to ``max_others`` next most frequent values.
+
+    A many-valued category (UCI Online Retail: 37 countries, 89% of lines in one) adds a few columns, not a one-hot
+    that splits the map by rare values. The others get columns only when there are at least two of them (with
+    one, its column would repeat the first). Ties in frequency go to the smaller value. Decoding: the majority
+    value when the first column is below 0.5, else the listed value with the largest column if it is ≥ 0.5, else
+    ``(other)``. Block columns may be shares (customer level), not only 0/1.
+    """
+
+    kind = "majority"
+
+    def __init__(
+        self,
+        source: str,
+        *,
+        max_others: int = 3,
+        majority: Any = None,
+        others: Sequence[Any] | None = None,
+    ) -> None:
+        super().__init__(source)
+        if max_others < 0:
+            raise ValueError(f"max_others for {source!r} must be at least 0, got {max_others}")
+        self.max_others = max_others
+        self.majority = majority
+        self.others = list(others) if others is not None else None
+
+    @property
+    def output_names(self) -> list[str]:
+        others = self._fitted_others()
+        return [f"{self.source}!={self.majority}", *(f"{self.source}={label}" for label in others)]
+
+    def fit(self, values: pd.Series) -> MajorityEncoder:
+        counts = values.dropna().value_counts()
+        if counts.empty:
+            raise ValueError(f"cannot fit the majority encoder for {self.source!r}: no non-missing values")
+        ranked = sorted(zip(_plain_list(counts.index), counts.to_numpy()), key=lambda item: (-item[1], item[0]))
+        labels = [label for label, _ in ranked]
+        self.majority = labels[0]
+        self.others = labels[1:1 + self.max_others] if len(labels) > 2 else []
+        return self
+
+    def encode(self, values: pd.Series) -> np.ndarray:
+        others = self._fitted_others()
+        labels = pd.Series(values).to_numpy(dtype=object)
+        return np.column_stack([labels != self.majority, *(labels == label for label in others)]).astype(np.float64)
+
+    def decode(self, block: np.ndarray) -> pd.Series:
+        others = self._fitted_others()
+        decoded = np.full(len(block), OTHER_CATEGORY, dtype=object)
+        decoded[block[:, 0] < 0.5] = self.majority
+        if others:
+            best = np.argmax(block[:, 1:], axis=1)
+            listed = (block[:, 0] >= 0.5) & (block[np.arange(len(block)), 1 + best] >= 0.5)
+            decoded[listed] = np.asarray(others, dtype=object)[best[listed]]
+        return pd.Series(decoded, name=self.source)
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind, "source": self.source, "max_others": self.max_others,
+            "majority": self.majority, "others": self._fitted_others(),
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> MajorityEncoder:
+        return cls(state["source"], max_others=state["max_others"], majority=state["majority"], others=state["others"])
+
+    def _fitted_others(self) -> list[Any]:
+        if self.others is None:
+            raise RuntimeError(f"majority encoder for {self.source!r} is not fitted")
+        return self.others
+
+
 class TokenSetEncoder(ColumnEncoder):
     """A separator-joined token set (``"T24Club,Payback"``) -> one 0/1 column ``source:token`` per vocabulary token.
 
@@ -314,7 +388,7 @@ class CyclicEncoder(ColumnEncoder):
 
 ENCODERS: dict[str, type[ColumnEncoder]] = {
     encoder.kind: encoder
-    for encoder in (NumericEncoder, LabelCodeEncoder, OneHotEncoder, TokenSetEncoder, CyclicEncoder)
+    for encoder in (NumericEncoder, LabelCodeEncoder, OneHotEncoder, MajorityEncoder, TokenSetEncoder, CyclicEncoder)
 }
 
 
@@ -327,6 +401,7 @@ def encoder_from_state(state: dict[str, Any]) -> ColumnEncoder:
 
 
 PROPORTION_SCALE = 0.5  # the largest standard deviation of a variable in [0, 1]
+DEFAULT_Z_CAP = 5.0
 
 
 class Standardizer:
@@ -337,36 +412,64 @@ class Standardizer:
     the fixed scale 0.5 instead: the largest standard deviation a [0, 1] column can have, reached by a balanced
     0/1 column. A rare indicator then stays within ±2 instead of reaching z ≈ 30 on its few rows, which would make
     a Euclidean SOM spend neurons on those rows and isolate them as singleton segments.
+
+    ``z_cap`` (None: no cap) winsorises the z-scores: z = clip((v − mean) / scale, −z_cap, z_cap), so one extreme
+    value (a wholesaler's spend, a data error) moves its unit to the edge of the data instead of pulling
+    neurons away from everyone else. The mean and scale are still those of the uncapped values, and
+    ``inverse_transform`` of a capped z gives the value at the cap. Mean and scale are computed on each column
+    divided by its largest magnitude, so values up to the float64 limit do not overflow.
     """
 
-    def __init__(self, mean: Sequence[float] | None = None, scale: Sequence[float] | None = None) -> None:
+    def __init__(
+        self,
+        mean: Sequence[float] | None = None,
+        scale: Sequence[float] | None = None,
+        *,
+        z_cap: float | None = None,
+    ) -> None:
+        if z_cap is not None and not z_cap > 0:
+            raise ValueError(f"z_cap must be None or a positive number of standard deviations, got {z_cap!r}")
         self.mean = np.asarray(mean, dtype=np.float64) if mean is not None else None
         self.scale = np.asarray(scale, dtype=np.float64) if scale is not None else None
+        self.z_cap = None if z_cap is None else float(z_cap)
 
     def fit(self, values: np.ndarray, proportion_columns: np.ndarray | None = None) -> Standardizer:
         """Learn mean and scale from ``values`` (n x D, n ≥ 1); ``proportion_columns`` (D,) bool gets scale 0.5."""
         if values.ndim != 2 or len(values) == 0:
             raise ValueError(f"standardizer needs a non-empty 2-D array, got shape {values.shape}")
-        self.mean = values.mean(axis=0)
+        values = np.asarray(values, dtype=np.float64)
+        magnitude = np.abs(values).max(axis=0)
+        magnitude = np.where(magnitude > 0, magnitude, 1.0)
+        shrunk = values / magnitude  # within [-1, 1]: the sums and squares below cannot overflow
+        self.mean = shrunk.mean(axis=0) * magnitude
         constant = values.max(axis=0) == values.min(axis=0)  # exact test: a float std of a constant can be 1e-13
-        self.scale = np.where(constant, 1.0, values.std(axis=0))
+        self.scale = np.where(constant, 1.0, shrunk.std(axis=0) * magnitude)
         if proportion_columns is not None:
             self.scale = np.where(proportion_columns & ~constant, PROPORTION_SCALE, self.scale)
+        if self.z_cap is not None:
+            capped = np.abs(self.transform(values)) >= self.z_cap
+            if capped.any():
+                logger.info("%d of %d scaled values capped at |z| = %g", int(capped.sum()), capped.size, self.z_cap)
         return self
 
     def transform(self, values: np.ndarray) -> np.ndarray:
-        """(n x D) -> (n x D) z-scores."""
+        """(n x D) -> (n x D) z-scores, capped at ±z_cap when set."""
         mean, scale = self._fitted()
-        return (values - mean) / scale
+        scaled = (values - mean) / scale
+        return scaled if self.z_cap is None else np.clip(scaled, -self.z_cap, self.z_cap)
 
     def inverse_transform(self, scaled: np.ndarray) -> np.ndarray:
         """(n x D) z-scores -> (n x D) values: v = z·scale + mean."""
         mean, scale = self._fitted()
         return scaled * scale + mean
 
-    def state(self) -> dict[str, list[float]]:
+    def state(self) -> dict[str, Any]:
         mean, scale = self._fitted()
-        return {"mean": mean.tolist(), "scale": scale.tolist()}
+        return {"mean": mean.tolist(), "scale": scale.tolist(), "z_cap": self.z_cap}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> Standardizer:
+        return cls(state["mean"], state["scale"], z_cap=state["z_cap"])
 
     def _fitted(self) -> tuple[np.ndarray, np.ndarray]:
         if self.mean is None or self.scale is None:

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipeline.encoding import ColumnEncoder, Standardizer, encoder_from_state
+from pipeline.encoding import DEFAULT_Z_CAP, ColumnEncoder, Standardizer, encoder_from_state
 from pipeline.feature_sets import (
     CUSTOMER,
     FEATURE_SETS,
@@ -28,7 +28,7 @@ from pipeline.loading import require_columns
 logger = logging.getLogger(__name__)
 
 UNIT_ID = "unit_id"
-STATE_FORMAT = "pipeline.features.FeaturePreprocessor/1"
+STATE_FORMAT = "pipeline.features.FeaturePreprocessor/2"
 
 
 class FeaturePreprocessor:
@@ -36,7 +36,10 @@ class FeaturePreprocessor:
 
     ``feature_set`` is one of ``FEATURE_SETS`` (seed, behavioural, customer); ``level`` may restate its level
     (transaction or customer) and must agree with it. ``reference_date`` anchors customer recency; by default
-    the latest date in the fit data, then kept fixed so new data is measured against the same day.
+    the latest date in the fit data, then kept fixed so new data is measured against the same day. Values the
+    feature set learns from the fit rows (each store's state and PIN prefix, a category's majority value) are
+    kept in ``learned_`` and applied unchanged to new data. Scaled values are capped at |z| ≤ ``DEFAULT_Z_CAP``
+    except in the ``seed`` set, which keeps the 2018 script's plain StandardScaler.
     """
 
     def __init__(
@@ -60,6 +63,7 @@ class FeaturePreprocessor:
         self.reference_date = reference_date
         self.schema_: str | None = None
         self.reference_date_: pd.Timestamp | None = None
+        self.learned_: dict[str, Any] = {}
         self.encoders_: list[ColumnEncoder] = []
         self.standardizer_ = Standardizer()
 
@@ -74,19 +78,21 @@ class FeaturePreprocessor:
         if len(clean) == 0:
             raise ValueError("cannot fit the feature preprocessor on an empty frame")
         schema = detect_schema(clean)
-        builders = FEATURE_SETS[self.feature_set].builders
-        if schema not in builders:
+        recipes = FEATURE_SETS[self.feature_set].recipes
+        if schema not in recipes:
             raise ValueError(
-                f"feature_set {self.feature_set!r} needs {sorted(builders)} data, got {schema!r} data; "
-                f"feature sets for {schema!r}: {sorted(n for n, fs in FEATURE_SETS.items() if schema in fs.builders)}"
+                f"feature_set {self.feature_set!r} needs {sorted(recipes)} data, got {schema!r} data; "
+                f"feature sets for {schema!r}: {sorted(n for n, fs in FEATURE_SETS.items() if schema in fs.recipes)}"
             )
+        recipe = recipes[schema]
         self.schema_ = schema
         self.reference_date_ = self._resolve_reference_date(clean) if self.level == CUSTOMER else None
-        build_units, make_encoders = builders[schema]
-        units = build_units(clean, SCHEMAS[schema], self.reference_date_)
-        self.encoders_ = [encoder.fit(units.sources[encoder.source]) for encoder in make_encoders(units.sources)]
+        self.learned_ = recipe.learn(clean)
+        units = recipe.build_units(clean, SCHEMAS[schema], self.reference_date_, self.learned_)
+        self.encoders_ = [encoder.fit(units.sources[encoder.source]) for encoder in recipe.make_encoders(units.sources)]
         encoded = self._encode(units.sources)
-        self.standardizer_ = Standardizer().fit(encoded, self._proportion_columns(encoded))
+        z_cap = None if self.feature_set == "seed" else DEFAULT_Z_CAP
+        self.standardizer_ = Standardizer(z_cap=z_cap).fit(encoded, self._proportion_columns(encoded))
         logger.info(
             "fitted %s features (%s level, %s data): %d units x %d columns",
             self.feature_set, self.level, schema, len(units.sources), len(self.feature_names),
@@ -97,13 +103,13 @@ class FeaturePreprocessor:
         """Return X (float64, n_units x D, scaled) and ``units``.
 
         ``units`` has one row per unit: ``unit_id`` (0..n_units−1, the row of X), the identifiers (row_id and
-        the customer id for transaction level; the customer id and n_rows for customer level), then the D model
-        columns before scaling (named ``feature_names``).
+        the customer id for transaction level; the customer id for customer level), ``n_rows`` (input lines of
+        the unit) and ``monetary_total`` (spend over its purchase lines, original units), then the D model
+        columns before scaling and capping (named ``feature_names``; ``decode`` turns them into original units).
         """
         self._check_fitted()
-        schema = SCHEMAS[self.schema_]
-        build_units, _ = FEATURE_SETS[self.feature_set].builders[self.schema_]
-        units = build_units(clean, schema, self.reference_date_)
+        recipe = FEATURE_SETS[self.feature_set].recipes[self.schema_]
+        units = recipe.build_units(clean, SCHEMAS[self.schema_], self.reference_date_, self.learned_)
         encoded = self._encode(units.sources)
         model_columns = pd.DataFrame(encoded, columns=self.feature_names)
         ids = units.ids.drop(columns=[column for column in units.ids.columns if column in model_columns.columns])
@@ -117,8 +123,8 @@ class FeaturePreprocessor:
     def inverse_transform(self, X: np.ndarray) -> pd.DataFrame:
         """Scaled rows (n x D; data rows or SOM prototypes) -> source columns in original units.
 
-        v = z·scale + mean, then each encoder decodes its block: logs exponentiated, one-hot by argmax, label codes
-        rounded and mapped to labels, token columns ≥ 0.5 joined, month sin/cos by atan2.
+        v = z·scale + mean, then ``decode``. A z capped at the scaler's cap gives the value at the cap; the exact
+        values of data units are ``decode(units[feature_names])`` from ``transform``.
         """
         self._check_fitted()
         values = np.asarray(X, dtype=np.float64)
@@ -127,11 +133,24 @@ class FeaturePreprocessor:
             raise ValueError(
                 f"inverse_transform needs an (n x {width}) array for {self.feature_names}, got shape {values.shape}"
             )
-        unscaled = self.standardizer_.inverse_transform(values)
+        return self.decode(self.standardizer_.inverse_transform(values))
+
+    def decode(self, encoded: np.ndarray | pd.DataFrame) -> pd.DataFrame:
+        """Unscaled model columns (n x D, e.g. ``units[feature_names]``) -> source columns in original units.
+
+        Each encoder decodes its block: logs exponentiated, one-hot and majority groups by argmax, label codes
+        rounded and mapped to labels, token columns ≥ 0.5 joined, month sin/cos by atan2; shares, days, money and
+        years come back as they were.
+        """
+        self._check_fitted()
+        values = np.asarray(encoded, dtype=np.float64)
+        width = len(self.feature_names)
+        if values.ndim != 2 or values.shape[1] != width:
+            raise ValueError(f"decode needs an (n x {width}) array for {self.feature_names}, got shape {values.shape}")
         decoded, start = {}, 0
         for encoder in self.encoders_:
             stop = start + len(encoder.output_names)
-            decoded[encoder.source] = encoder.decode(unscaled[:, start:stop]).to_numpy()
+            decoded[encoder.source] = encoder.decode(values[:, start:stop]).to_numpy()
             start = stop
         return pd.DataFrame(decoded)
 
@@ -152,6 +171,7 @@ class FeaturePreprocessor:
             "level": self.level,
             "schema": self.schema_,
             "reference_date": None if self.reference_date_ is None else self.reference_date_.date().isoformat(),
+            "learned": self.learned_,
             "encoders": [encoder.state() for encoder in self.encoders_],
             "standardizer": self.standardizer_.state(),
         }
@@ -161,7 +181,8 @@ class FeaturePreprocessor:
         """Rebuild a fitted preprocessor from ``state_dict()``."""
         if state.get("format") != STATE_FORMAT:
             raise ValueError(
-                f"not a feature preprocessor state: format {state.get('format')!r}, expected {STATE_FORMAT!r}"
+                f"not a feature preprocessor state: format {state.get('format')!r}, expected {STATE_FORMAT!r} "
+                "(a model saved by an older version must be trained again)"
             )
         preprocessor = cls(state["feature_set"], level=state["level"], reference_date=state["reference_date"])
         if state["schema"] not in SCHEMAS:
@@ -169,8 +190,9 @@ class FeaturePreprocessor:
         preprocessor.schema_ = state["schema"]
         if state["reference_date"] is not None:
             preprocessor.reference_date_ = pd.Timestamp(state["reference_date"])
+        preprocessor.learned_ = dict(state["learned"])
         preprocessor.encoders_ = [encoder_from_state(encoder) for encoder in state["encoders"]]
-        preprocessor.standardizer_ = Standardizer(state["standardizer"]["mean"], state["standardizer"]["scale"])
+        preprocessor.standardizer_ = Standardizer.from_state(state["standardizer"])
         return preprocessor
 
     def _encode(self, sources: pd.DataFrame) -> np.ndarray:
