@@ -67,7 +67,20 @@ def main(cfg: DictConfig) -> float:
         print(f"train.py: error: {_one_line(error)}", file=sys.stderr)
         sys.exit(1)
     logger.info("objective %s = %.6g; outputs in %s", cfg.objective.name, metrics["objective"], output_dir)
+    if HydraConfig.get().mode != RunMode.MULTIRUN:
+        print(segment_summary(metrics, output_dir))
     return float(metrics["objective"])
+
+
+def segment_summary(metrics: dict, output_dir: Path) -> str:
+    """The lines printed at the end of a single run: each segment's name and share, and where the report is."""
+    lines = [f"{metrics['n_segments']} segments of {metrics['customers']:,} customers "
+             f"(QE {metrics['quantization_error']:.3f}, TE {metrics['topographic_error']:.3f}):"]
+    for segment in metrics["segments"]:
+        lines.append(f"  {segment['segment']:>2}  {segment['name']}  "
+                     f"({segment['customer_share']:.1%} of customers, {segment['revenue_share']:.1%} of revenue)")
+    lines.append(f"report: {output_dir / 'report.html'}")
+    return "\n".join(lines)
 
 
 def _failure_record(error: BaseException, seconds: float) -> dict[str, object]:

@@ -11,7 +11,7 @@ Only the entry points (``train.py``) call ``register_configs``; the pipeline its
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import List, Optional
+from typing import Any, List, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import II, DictConfig, OmegaConf
@@ -57,16 +57,17 @@ class DataConfig:
     separation: float = 1.0
     noise_frac: float = 0.05
     dirt: str = "real"
-    rows_per_customer: str = "sample"
+    rows_per_customer: str = "history"
     age_reference_date: Optional[str] = None
+    age_range: Optional[List[float]] = field(default_factory=lambda: [14, 100])
     columns: Optional[ColumnMapping] = None
 
 
 @dataclass
 class FeaturesConfig:
-    """The feature set: ``seed``, ``behavioural`` or ``customer`` (``pipeline.feature_sets``)."""
+    """The feature set: ``customer`` (default), ``behavioural`` or ``seed`` (``pipeline.feature_sets``)."""
 
-    name: str = "behavioural"
+    name: str = "customer"
 
 
 @dataclass
@@ -100,11 +101,16 @@ class DeviceConfig:
 
 @dataclass
 class ClusteringConfig:
-    """Hierarchical clustering of the neuron weights; give ``n_clusters`` or (with ``n_clusters: null``) ``max_d``."""
+    """Segments from the neurons (``pipeline.clustering.cluster_neurons``): ``n_clusters`` (an int or ``auto``) or,
+    with ``n_clusters: null``, a cut height ``max_d``."""
 
-    method: str = "average"
-    n_clusters: Optional[int] = 8
+    method: str = "hit_weighted_ward"
+    refine: str = "kmeans"
+    connectivity: bool = False
+    n_clusters: Any = 8
     max_d: Optional[float] = None
+    k_range: List[int] = field(default_factory=lambda: [2, 12])
+    min_segment_share: float = 0.01
     truncate_p: int = 12
     annotate_above: Optional[float] = None
 

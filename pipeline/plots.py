@@ -148,13 +148,12 @@ def plot_dendrogram(
     leaf_segments: np.ndarray | None = None,
     leaf_names: Sequence[str] | None = None,
     segment_names: Sequence[str] | None = None,
-    neuron_labels: np.ndarray | None = None,
     dpi: int = 100,
 ) -> Path:
     """Write ``dendrogram_figure`` (same arguments) as a PNG at ``path``; return the path."""
     figure = dendrogram_figure(
         linkage, title=title, cut_height=cut_height, leaf_segments=leaf_segments, leaf_names=leaf_names,
-        segment_names=segment_names, neuron_labels=neuron_labels,
+        segment_names=segment_names,
     )
     return _save(figure, path, dpi)
 
@@ -167,7 +166,6 @@ def dendrogram_figure(
     leaf_segments: np.ndarray | None = None,
     leaf_names: Sequence[str] | None = None,
     segment_names: Sequence[str] | None = None,
-    neuron_labels: np.ndarray | None = None,
 ) -> Figure:
     """The full dendrogram of a linkage over n_obs observations (neurons), leaf labels only when at most
     ``FULL_DENDROGRAM_MAX_LEAF_LABELS`` leaves.
@@ -187,13 +185,11 @@ def dendrogram_figure(
             default the observation index.
         segment_names: optional text per segment for the legend; its length sets n_segments (default
             max(leaf_segments) + 1).
-        neuron_labels: the older form of ``leaf_segments`` for a linkage over every neuron: the (x, y) or (M,)
-            segment of each neuron, used as ``leaf_segments=neuron_labels.ravel()``.
     """
     linkage = _validate_linkage(linkage)
     if cut_height is not None:
         cut_height = _validate_height(cut_height, "cut_height")
-    leaves = _LeafSegments.build(linkage, leaf_segments, leaf_names, segment_names, neuron_labels)
+    leaves = _LeafSegments.build(linkage, leaf_segments, leaf_names, segment_names)
     leaf_count = linkage.shape[0] + 1
     fig = _new_figure((25, 10))
     ax = fig.add_subplot()
@@ -227,13 +223,12 @@ def plot_truncated_dendrogram(
     leaf_segments: np.ndarray | None = None,
     leaf_names: Sequence[str] | None = None,
     segment_names: Sequence[str] | None = None,
-    neuron_labels: np.ndarray | None = None,
     dpi: int = 100,
 ) -> Path:
     """Write ``truncated_dendrogram_figure`` (same arguments) as a PNG at ``path``; return the path."""
     figure = truncated_dendrogram_figure(
         linkage, cut_height=cut_height, p=p, annotate_above=annotate_above, leaf_segments=leaf_segments,
-        leaf_names=leaf_names, segment_names=segment_names, neuron_labels=neuron_labels,
+        leaf_names=leaf_names, segment_names=segment_names,
     )
     return _save(figure, path, dpi)
 
@@ -247,7 +242,6 @@ def truncated_dendrogram_figure(
     leaf_segments: np.ndarray | None = None,
     leaf_names: Sequence[str] | None = None,
     segment_names: Sequence[str] | None = None,
-    neuron_labels: np.ndarray | None = None,
 ) -> Figure:
     """The last ``p`` merges of the dendrogram (``truncate_mode="lastp"``), annotated, with the labelled cut line.
 
@@ -266,7 +260,7 @@ def truncated_dendrogram_figure(
         p: number of leaves to keep.
         annotate_above: merges higher than this are annotated; default 10% of the top merge height, so the
             visible top merges are annotated whatever the scale of the weights.
-        leaf_segments, leaf_names, segment_names, neuron_labels: as in ``dendrogram_figure``.
+        leaf_segments, leaf_names, segment_names: as in ``dendrogram_figure``.
     """
     linkage = _validate_linkage(linkage)
     cut_height = _validate_height(cut_height, "cut_height")
@@ -276,7 +270,7 @@ def truncated_dendrogram_figure(
         threshold = 0.1 * float(linkage[-1, 2])
     else:
         threshold = _validate_height(annotate_above, "annotate_above")
-    leaves = _LeafSegments.build(linkage, leaf_segments, leaf_names, segment_names, neuron_labels)
+    leaves = _LeafSegments.build(linkage, leaf_segments, leaf_names, segment_names)
 
     fig = _new_figure((14, 7))
     ax = fig.add_subplot()
@@ -679,14 +673,9 @@ class _LeafSegments:
         leaf_segments: np.ndarray | None,
         leaf_names: Sequence[str] | None,
         segment_names: Sequence[str] | None,
-        neuron_labels: np.ndarray | None,
     ) -> _LeafSegments:
         """Validate the per-observation arguments of the dendrogram functions and derive every node's segment."""
         leaf_count = linkage.shape[0] + 1
-        if neuron_labels is not None:
-            if leaf_segments is not None:
-                raise ValueError("give leaf_segments or neuron_labels, not both")
-            leaf_segments = np.asarray(neuron_labels).ravel()
         if leaf_names is None:
             names = [str(leaf) for leaf in range(leaf_count)]
         else:

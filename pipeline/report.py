@@ -18,23 +18,25 @@ import torch
 
 import somtorch
 from pipeline.encoding import NumericEncoder, TokenSetEncoder
-from pipeline.feature_sets import N_ROWS
+from pipeline.feature_sets import N_ROWS, REVENUE
 from pipeline.features import FeaturePreprocessor
 from pipeline.loading import ROW_ID
 from pipeline.segmenter import CustomerSegmenter, Segmentation
+from pipeline.segments import SegmentDescription, describe_segments
 
 logger = logging.getLogger(__name__)
 
-CATEGORICAL_ENCODER_KINDS = ("onehot", "label")
+CATEGORICAL_ENCODER_KINDS = ("onehot", "label", "majority")
 SEGMENT_COLUMNS = ("bmu_i", "bmu_j", "cluster")
 
 
-def unit_features(preprocessor: FeaturePreprocessor, X: np.ndarray, id_column: str) -> pd.DataFrame:
-    """The features of every unit in original units (``inverse_transform(X)``), (n_units, n_sources).
+def unit_features(preprocessor: FeaturePreprocessor, units: pd.DataFrame, id_column: str) -> pd.DataFrame:
+    """The features of every unit in original units, (n_units, n_sources), decoded from the unscaled model columns
+    of ``units`` (``FeaturePreprocessor.transform``), so the scaler's cap never touches them.
 
     A feature named like the id column (the seed set's customerID) is left out: it equals the id column.
     """
-    decoded = preprocessor.inverse_transform(X)
+    decoded = preprocessor.decode(units[preprocessor.feature_names])
     return decoded.drop(columns=[id_column], errors="ignore")
 
 
@@ -99,6 +101,21 @@ def cluster_profiles(
             blocks.append(pd.DataFrame({f"{column}_mean": grouped.mean(), f"{column}_median": grouped.median()})
                           .reindex(cluster_ids))
     return pd.concat(blocks, axis=1).reset_index()
+
+
+def describe_fitted_segments(segmenter: CustomerSegmenter, features: pd.DataFrame) -> SegmentDescription:
+    """segments.csv of a fitted model: per segment its size and shares (units, rows, revenue), its distinguishing
+    traits against all units in original units, and its name (``pipeline.segments.describe_segments``).
+
+    ``features`` is ``unit_features`` of the training units; revenue is each unit's spend on positive lines
+    (``monetary_total``), so returns and free items do not count as spend.
+    """
+    training, clusters = segmenter.training_, segmenter.neuron_clusters_
+    return describe_segments(
+        features, training.unit_cluster, n_segments=clusters.n_clusters, outlier=clusters.outlier,
+        rows=training.units[N_ROWS].to_numpy(), revenue=training.units[REVENUE].to_numpy(np.float64),
+        feature_columns=list(features.columns),
+    )
 
 
 def prototype_planes(preprocessor: FeaturePreprocessor, weights: np.ndarray) -> tuple[np.ndarray, list[str]]:
@@ -180,6 +197,9 @@ def run_metrics(
         "topographic_error": float(segmenter.topographic_error_),
         "cophenetic_correlation": float(clusters.cophenetic_correlation),
         "n_clusters": int(clusters.n_clusters),
+        "n_segments": int(clusters.n_clusters - np.count_nonzero(clusters.outlier)),
+        "n_outlier_groups": int(np.count_nonzero(clusters.outlier)),
+        "clustering_method": str(clusters.method),
         "cut_height": float(clusters.cut_height),
         "cluster_sizes": {
             "rows": [int(n) for n in rows_per_cluster],

@@ -24,21 +24,26 @@ from sklearn.metrics import silhouette_score
 
 from pipeline.atomic import write_csv_atomic, write_json_atomic
 from pipeline.plots import (
+    dendrogram_leaves,
     plot_cluster_map,
     plot_component_planes,
     plot_dendrogram,
+    plot_k_selection,
     plot_truncated_dendrogram,
     plot_u_matrix,
 )
 from pipeline.report import (
     cluster_profiles,
     customer_table,
+    describe_fitted_segments,
     prototype_planes,
     result_table,
     run_metrics,
     unit_features,
 )
+from pipeline.report_html import write_report_html
 from pipeline.scoring import score_against_truth
+from pipeline.segments import SegmentDescription
 from pipeline.segmenter import CustomerSegmenter, read_raw_table, timed_stage, to_plain
 from pipeline.synthetic import generate
 
@@ -48,13 +53,22 @@ DATA_SOURCES = ("synthetic", "file")
 OBJECTIVES = ("qe_te", "silhouette")
 SILHOUETTE_SAMPLE = 5_000
 CSV_FLOAT_FORMAT = "%.10g"
+K_CRITERION = "silhouette"  # the k_selection.csv column that picks k (pipeline.clustering)
+# Plots embedded in report.html: plot name -> title.
+REPORT_IMAGES = {
+    "u_matrix": "U-matrix with segments",
+    "k_selection": "Choosing the number of segments",
+    "dendrogram_truncated": "Truncated dendrogram",
+    "component_planes": "Component planes",
+}
 
 
 def run(cfg: Mapping[str, Any]) -> dict[str, Any]:
     """Train a segmentation as configured by ``cfg`` and write every output into ``cfg.paths.output_dir``.
 
-    Outputs: result.csv, dropped_rows.csv, cluster_profiles.csv, metrics.json, model.pt, customers.csv (customer
-    level only) and plots/*.png (unless ``plots.enabled`` is false). Returns the metrics dict written to
+    Outputs: result.csv, dropped_rows.csv, cluster_profiles.csv, segments.csv, k_selection.csv (when the
+    clustering reports one), metrics.json, model.pt, report.html, customers.csv (customer level only) and
+    plots/*.png (unless ``plots.enabled`` is false). Returns the metrics dict written to
     metrics.json; its ``objective`` is the number to minimise. Bad input raises (FileNotFoundError, ValueError,
     TypeError) before any output is published.
     """
@@ -68,7 +82,7 @@ def run(cfg: Mapping[str, Any]) -> dict[str, Any]:
     timings.update(segmenter.timings_)
 
     with timed_stage("report", timings, logger):
-        tables, units = _output_tables(segmenter)
+        tables, units, description = _output_tables(segmenter)
         objective_config = config.get("objective", {})
         objective_name = objective_config.get("name", "qe_te")
         objective = objective_value(segmenter, objective_name, objective_config.get("te_weight", 1.0))
@@ -76,6 +90,7 @@ def run(cfg: Mapping[str, Any]) -> dict[str, Any]:
             segmenter, tables["result.csv"], units, timings=timings, config=config,
             objective_name=objective_name, objective=objective,
         )
+        metrics["segments"] = description.to_metrics()
         if truth is not None:
             recovery = score_against_truth(tables["result.csv"], truth, id_column=segmenter.id_column)
             metrics["recovery"] = recovery.as_dict()
@@ -87,17 +102,24 @@ def run(cfg: Mapping[str, Any]) -> dict[str, Any]:
             _write_tables(tables, staging)
             segmenter.save(staging / "model.pt")
         plots = config.get("plots", {})
+        plot_paths: dict[str, Path] = {}
         if plots.get("enabled", True):
             with timed_stage("plots", timings, logger):
-                write_plots(segmenter, staging / "plots", clustering=config.get("clustering", {}),
-                            dpi=plots.get("dpi", 100))
+                plot_paths = write_plots(segmenter, staging / "plots", clustering=config.get("clustering", {}),
+                                         dpi=plots.get("dpi", 100), segment_names=description.table["name"].tolist())
         metrics["timings_s"] = {stage: round(seconds, 4) for stage, seconds in timings.items()}
         write_json_atomic(metrics, staging / "metrics.json")
+        write_report_html(staging / "report.html", overview=report_overview(metrics, config), segments=description,
+                          images={REPORT_IMAGES[name]: path for name, path in plot_paths.items()
+                                  if name in REPORT_IMAGES})
         _publish(staging, output_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     logger.info("run finished: %d rows in %d clusters, objective %s = %.5g; outputs in %s",
                 metrics["rows_clustered"], metrics["n_clusters"], objective_name, objective, output_dir)
+    for segment in metrics["segments"]:
+        logger.info("segment %d: %s (%.1f%% of customers)", segment["segment"], segment["name"],
+                    100 * segment["customer_share"])
     return metrics
 
 
@@ -155,34 +177,72 @@ def objective_value(segmenter: CustomerSegmenter, name: str, te_weight: float = 
 
 
 def write_plots(
-    segmenter: CustomerSegmenter, plot_dir: Path, *, clustering: Mapping[str, Any], dpi: int = 100
-) -> list[Path]:
-    """The five PNGs of a fitted model: U-matrix with BMU markers per cluster, full and truncated dendrograms,
-    the cluster map with hits, and component planes in original units."""
+    segmenter: CustomerSegmenter, plot_dir: Path, *, clustering: Mapping[str, Any], dpi: int = 100,
+    segment_names: list[str] | None = None,
+) -> dict[str, Path]:
+    """The PNGs of a fitted model, by name: U-matrix with BMU markers per segment, full and truncated dendrograms
+    coloured by segment, the segment map with hits, component planes in original units, and (when the clustering
+    produced one) the k-selection criterion per k."""
     som, clusters, training = segmenter.som_, segmenter.neuron_clusters_, segmenter.training_
     coords = som.get_euclidean_coordinates()
     bmu_ij = np.stack(np.divmod(training.unit_bmu, som.y), axis=1)
     hits = np.bincount(training.unit_bmu, minlength=som.n_neurons).reshape(som.x, som.y)
     planes, plane_names = prototype_planes(segmenter.preprocessor_, som.get_weights())
-    return [
-        plot_u_matrix(som.distance_map(), coords, som.topology, plot_dir / "u_matrix.png", bmu_ij=bmu_ij,
-                      marker_labels=training.unit_cluster, dpi=dpi),
-        plot_dendrogram(clusters.linkage, plot_dir / "dendrogram.png", cut_height=clusters.cut_height,
-                        neuron_labels=clusters.labels, dpi=dpi),
-        plot_truncated_dendrogram(clusters.linkage, plot_dir / "dendrogram_truncated.png",
-                                  cut_height=clusters.cut_height, p=clustering.get("truncate_p", 12),
-                                  annotate_above=clustering.get("annotate_above"), neuron_labels=clusters.labels,
+    leaf_segments, leaf_names = dendrogram_leaves(clusters.labels, clusters.linkage_neurons)
+    tree = {"cut_height": clusters.cut_height, "leaf_segments": leaf_segments, "leaf_names": leaf_names,
+            "segment_names": segment_names}
+    paths = {
+        "u_matrix": plot_u_matrix(som.distance_map(), coords, som.topology, plot_dir / "u_matrix.png",
+                                  bmu_ij=bmu_ij, marker_labels=training.unit_cluster, segment_names=segment_names,
                                   dpi=dpi),
-        plot_cluster_map(clusters.labels, coords, som.topology, plot_dir / "cluster_map.png", hits=hits, dpi=dpi),
-        plot_component_planes(planes, plane_names, coords, som.topology, plot_dir / "component_planes.png", dpi=dpi),
-    ]
+        "dendrogram": plot_dendrogram(clusters.linkage, plot_dir / "dendrogram.png", dpi=dpi, **tree),
+        "dendrogram_truncated": plot_truncated_dendrogram(
+            clusters.linkage, plot_dir / "dendrogram_truncated.png", p=clustering.get("truncate_p", 12),
+            annotate_above=clustering.get("annotate_above"), dpi=dpi, **tree,
+        ),
+        "cluster_map": plot_cluster_map(clusters.labels, coords, som.topology, plot_dir / "cluster_map.png",
+                                        hits=hits, dpi=dpi),
+        "component_planes": plot_component_planes(planes, plane_names, coords, som.topology,
+                                                  plot_dir / "component_planes.png", dpi=dpi),
+    }
+    if clusters.k_selection is not None:
+        chosen = clusters.k_selection.loc[clusters.k_selection["chosen"], "k"]
+        paths["k_selection"] = plot_k_selection(
+            clusters.k_selection, plot_dir / "k_selection.png", criterion=K_CRITERION,
+            chosen_k=int(chosen.iloc[0]) if len(chosen) else clusters.n_segments, dpi=dpi,
+        )
+    return paths
 
 
-def _output_tables(segmenter: CustomerSegmenter) -> tuple[dict[str, pd.DataFrame], pd.DataFrame]:
-    """The tables by file name (result.csv, dropped_rows.csv, cluster_profiles.csv, and customers.csv at customer
-    level) and the unit table (result rows at transaction level, customers at customer level)."""
+def report_overview(metrics: Mapping[str, Any], config: Mapping[str, Any]) -> dict[str, Any]:
+    """The overview table of report.html: rows in, dropped by reason, clustered, customers, QE, TE, segments."""
+    data = config.get("data", {})
+    return {
+        "data": data.get("path") or f"synthetic ({data.get('n_customers', '?')} customers)",
+        "rows in": metrics["rows_in"],
+        "rows dropped": metrics["rows_dropped"],
+        "dropped by reason": metrics["dropped_reasons"],
+        "rows clustered": metrics["rows_clustered"],
+        "customers": metrics["customers"],
+        "unit of segmentation": metrics["unit_level"],
+        "segments": metrics["n_segments"],
+        "outlier groups": metrics["n_outlier_groups"],
+        "clustering": metrics["clustering_method"],
+        "map": f"{metrics['config'].get('som', {}).get('x', '?')} × {metrics['config'].get('som', {}).get('y', '?')}",
+        "quantization error": round(metrics["quantization_error"], 4),
+        "topographic error": round(metrics["topographic_error"], 4),
+        "seed": metrics["seed"],
+    }
+
+
+def _output_tables(
+    segmenter: CustomerSegmenter,
+) -> tuple[dict[str, pd.DataFrame], pd.DataFrame, SegmentDescription]:
+    """The tables by file name (result.csv, dropped_rows.csv, cluster_profiles.csv, segments.csv,
+    k_selection.csv when there is one, and customers.csv at customer level), the unit table (result rows at
+    transaction level, customers at customer level) and the segment descriptions."""
     training, id_column = segmenter.training_, segmenter.id_column
-    features = unit_features(segmenter.preprocessor_, training.X, id_column)
+    features = unit_features(segmenter.preprocessor_, training.units, id_column)
     result = result_table(training, features, id_column)
     dropped = training.cleaning.dropped
     if len(result) + len(dropped) != training.cleaning.n_input:
@@ -192,16 +252,20 @@ def _output_tables(segmenter: CustomerSegmenter) -> tuple[dict[str, pd.DataFrame
         )
     customer_level = segmenter.preprocessor_.level == "customer"
     units = customer_table(training, features, id_column) if customer_level else result
+    description = describe_fitted_segments(segmenter, features)
     tables = {
         "result.csv": result,
         "dropped_rows.csv": dropped,
         "cluster_profiles.csv": cluster_profiles(
             units, result, segmenter.neuron_clusters_.labels, segmenter.preprocessor_, id_column
         ),
+        "segments.csv": description.table,
     }
+    if segmenter.neuron_clusters_.k_selection is not None:
+        tables["k_selection.csv"] = segmenter.neuron_clusters_.k_selection
     if customer_level:
         tables["customers.csv"] = units
-    return tables, units
+    return tables, units, description
 
 
 def _write_tables(tables: Mapping[str, pd.DataFrame], folder: Path) -> None:

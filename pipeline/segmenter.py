@@ -33,7 +33,7 @@ from pipeline.cleaning import (
     clean_generic,
     clean_online_retail,
 )
-from pipeline.clustering import LINKAGE_METHODS, NeuronClusters, assign_rows, cluster_neurons
+from pipeline.clustering import LINKAGE_METHODS, REFINEMENTS, NeuronClusters, assign_rows, cluster_neurons
 from pipeline.feature_sets import FEATURE_SETS, SCHEMAS
 from pipeline.features import FeaturePreprocessor
 from pipeline.loading import ROW_ID, read_bigbazaar, read_table, with_row_id
@@ -41,9 +41,10 @@ from somtorch import SOM
 
 logger = logging.getLogger(__name__)
 
-MODEL_FORMAT = "pipeline.segmenter.CustomerSegmenter/1"
+MODEL_FORMAT = "pipeline.segmenter.CustomerSegmenter/2"
 CLEANING_SCHEMAS = ("bigbazaar", "generic", "online_retail")
 TRAINING_MODES = ("random", "sequential", "batch")
+AUTO = "auto"
 WEIGHT_INITS = ("random_unit", "sample", "pca")
 BIGBAZAAR_DATE_COLUMN = "transactionDate"
 SEGMENT_COLUMNS = (ROW_ID, "bmu_i", "bmu_j", "cluster")
@@ -104,12 +105,15 @@ class CustomerSegmenter:
     by average linkage).
 
     Args:
-        feature_set: ``seed``, ``behavioural`` or ``customer`` (``pipeline.feature_sets``).
+        feature_set: ``customer`` (one unit per customer, the default), ``behavioural`` or ``seed``
+            (transaction level; ``pipeline.feature_sets``).
         schema: how raw rows are cleaned: ``bigbazaar`` (cproducts.csv), ``generic`` (needs ``columns``) or
             ``online_retail`` (UCI Online Retail).
         columns: the column mapping of the generic schema (``pipeline.cleaning.clean_generic``).
         age_reference_date: Big Bazaar Age reference day; None → the latest transaction date of the fit data,
             then kept fixed for ``predict``.
+        age_range: (low, high) plausible ages in years for Big Bazaar rows; rows outside are dropped with a
+            reason; None keeps every age (the seed reproduction).
         x, y, sigma, learning_rate, topology, periodic, neighborhood_function, activation_distance,
             decay_function, sigma_decay_function: ``somtorch.SOM`` arguments.
         mode: ``random`` (``iters`` updates on rows shuffled with ``seed`` first, so the first ``iters`` rows
@@ -117,19 +121,24 @@ class CustomerSegmenter:
             ``batch`` (``epochs`` epochs of the batch map).
         init: ``random_unit`` (the SOM constructor's random unit vectors), ``sample`` (``random_weights_init``,
             rows drawn from the data) or ``pca`` (``pca_weights_init``).
-        linkage_method, n_clusters, max_d: how neurons are clustered (``pipeline.clustering.cluster_neurons``);
-            give ``n_clusters`` or, with ``n_clusters=None``, a cut height ``max_d``.
+        linkage_method, n_clusters, max_d, refine, connectivity, k_range, min_segment_share: how the neurons
+            are clustered (``pipeline.clustering.cluster_neurons``, weighted by their hits): a scipy linkage
+            hierarchy over the non-empty neurons cut into ``n_clusters`` segments (an int, or ``"auto"`` to pick
+            k in ``k_range``) or, with ``n_clusters=None``, at height ``max_d``; ``refine="kmeans"`` refines the
+            cut by hit-weighted k-means; ``connectivity`` keeps segments contiguous on the map; clusters with
+            less than ``min_segment_share`` of the units are outlier groups.
         seed: SOM random_seed and row-shuffling seed.
         device, dtype, allow_tf32: where and in which precision the SOM runs.
     """
 
     def __init__(
         self,
-        feature_set: str = "behavioural",
+        feature_set: str = "customer",
         *,
         schema: str = "bigbazaar",
         columns: Mapping[str, Any] | None = None,
         age_reference_date: str | None = None,
+        age_range: Sequence[float] | None = (14, 100),
         x: int = 15,
         y: int = 15,
         sigma: float = 1.0,
@@ -144,9 +153,13 @@ class CustomerSegmenter:
         decay_function: str = "asymptotic_decay",
         sigma_decay_function: str = "asymptotic_decay",
         init: str = "random_unit",
-        linkage_method: str = "average",
-        n_clusters: int | None = 8,
+        linkage_method: str = "hit_weighted_ward",
+        n_clusters: int | str | None = 8,
         max_d: float | None = None,
+        refine: str = "kmeans",
+        connectivity: bool = False,
+        k_range: Sequence[int] = (2, 12),
+        min_segment_share: float = 0.01,
         seed: int = 0,
         device: str = "auto",
         dtype: str = "float32",
@@ -156,6 +169,7 @@ class CustomerSegmenter:
         self.schema = schema
         self.columns = columns
         self.age_reference_date = age_reference_date
+        self.age_range = age_range
         self.x = x
         self.y = y
         self.sigma = sigma
@@ -173,6 +187,10 @@ class CustomerSegmenter:
         self.linkage_method = linkage_method
         self.n_clusters = n_clusters
         self.max_d = max_d
+        self.refine = refine
+        self.connectivity = connectivity
+        self.k_range = k_range
+        self.min_segment_share = min_segment_share
         self.seed = seed
         self.device = device
         self.dtype = dtype
@@ -199,10 +217,11 @@ class CustomerSegmenter:
             "allow_tf32": device.get("allow_tf32"),
         }
         arguments.update({key: value for key, value in renamed.items() if value is not None})
-        if "n_clusters" in clustering:
-            arguments["n_clusters"] = clustering["n_clusters"]
-        if "max_d" in clustering:
-            arguments["max_d"] = clustering["max_d"]
+        for key in ("n_clusters", "max_d", "refine", "connectivity", "k_range", "min_segment_share"):
+            if key in clustering:  # None is meaningful for n_clusters and max_d
+                arguments[key] = clustering[key]
+        if "age_range" in data:  # None turns the age rule off
+            arguments["age_range"] = data["age_range"]
         return cls(**arguments)
 
     def get_params(self) -> dict[str, Any]:
@@ -224,6 +243,7 @@ class CustomerSegmenter:
             "schema": self.schema,
             "age_reference_date": self._resolve_age_reference(raw),
             "columns": None if self.columns is None else to_plain(self.columns),
+            "age_range": None if self.age_range is None else [float(age) for age in self.age_range],
         }
         with timed_stage("clean", self.timings_):
             cleaning = self._clean(raw)
@@ -248,7 +268,10 @@ class CustomerSegmenter:
         with timed_stage("cluster", self.timings_):
             hits = np.bincount(unit_bmu, minlength=self.x * self.y).reshape(self.x, self.y)
             self.neuron_clusters_ = cluster_neurons(
-                som.get_weights(), method=self.linkage_method, n_clusters=self.n_clusters, max_d=self.max_d, hits=hits
+                som.get_weights(), method=self.linkage_method, n_clusters=self.n_clusters, max_d=self.max_d,
+                hits=hits, refine=self.refine, connectivity=self.connectivity,
+                coords=np.stack(som.get_euclidean_coordinates(), axis=-1), k_range=tuple(self.k_range),
+                min_segment_share=self.min_segment_share, seed=self.seed,
             )
         self.preprocessor_ = preprocessor
         self.som_ = som
@@ -265,6 +288,14 @@ class CustomerSegmenter:
         _check_choice("mode", self.mode, TRAINING_MODES)
         _check_choice("init", self.init, WEIGHT_INITS)
         _check_choice("linkage_method", self.linkage_method, LINKAGE_METHODS)
+        _check_choice("refine", self.refine, REFINEMENTS)
+        if not isinstance(self.connectivity, (bool, np.bool_)):
+            raise ValueError(f"connectivity must be true or false, got {self.connectivity!r}")
+        _check_range("k_range", self.k_range, integer=True, low=2)
+        if self.age_range is not None:
+            _check_range("age_range", self.age_range, integer=False, low=0)
+        if not (isinstance(self.min_segment_share, (int, float)) and 0 <= self.min_segment_share < 0.5):
+            raise ValueError(f"min_segment_share must be a share in [0, 0.5), got {self.min_segment_share!r}")
         if self.schema == "generic" and not self.columns:
             raise ValueError("schema='generic' needs a column mapping (data.columns): {id, date, amount, ...}")
         for name in ("x", "y", "iters", "epochs"):
@@ -273,7 +304,7 @@ class CustomerSegmenter:
             raise ValueError(
                 f"give exactly one of n_clusters and max_d, got n_clusters={self.n_clusters!r}, max_d={self.max_d!r}"
             )
-        if self.n_clusters is not None:
+        if self.n_clusters is not None and self.n_clusters != AUTO:
             _check_positive_int("n_clusters", self.n_clusters)
             if self.n_clusters > self.x * self.y:
                 raise ValueError(
@@ -313,7 +344,8 @@ class CustomerSegmenter:
         raw = with_row_id(raw)
         _check_numeric_columns(raw, self._numeric_input_columns())
         if schema == "bigbazaar":
-            return clean_bigbazaar(raw, age_reference_date=self.cleaning_["age_reference_date"])
+            return clean_bigbazaar(raw, age_reference_date=self.cleaning_["age_reference_date"],
+                                   age_range=self.cleaning_.get("age_range"))
         if schema == "generic":
             return clean_generic(raw, self.cleaning_["columns"])
         return clean_online_retail(raw)
@@ -420,6 +452,9 @@ class CustomerSegmenter:
             "som": self.som_.state_dict(),
             "neuron_clusters": torch.as_tensor(clusters.labels, dtype=torch.int64),
             "clustering": {
+                "linkage_neurons": torch.as_tensor(clusters.linkage_neurons, dtype=torch.int64),
+                "outlier": torch.as_tensor(clusters.outlier, dtype=torch.bool),
+                "method": str(clusters.method),
                 "n_clusters": int(clusters.n_clusters),
                 "cut_height": float(clusters.cut_height),
                 "cophenetic_correlation": float(clusters.cophenetic_correlation),
@@ -457,7 +492,11 @@ class CustomerSegmenter:
         clustering = state["clustering"]
         segmenter.neuron_clusters_ = NeuronClusters(
             linkage=clustering["linkage"].numpy(),
+            linkage_neurons=clustering["linkage_neurons"].numpy(),
             labels=state["neuron_clusters"].numpy(),
+            outlier=clustering["outlier"].numpy(),
+            method=clustering["method"],
+            k_selection=None,
             n_clusters=clustering["n_clusters"],
             cut_height=clustering["cut_height"],
             cophenetic_correlation=clustering["cophenetic_correlation"],
@@ -548,6 +587,18 @@ def timed_stage(stage: str, timings: dict[str, float], log: logging.Logger = log
 def _check_choice(name: str, value: Any, valid: tuple[str, ...]) -> None:
     if value not in valid:
         raise ValueError(f"{name}={value!r} is not supported; valid: {list(valid)}")
+
+
+def _check_range(name: str, value: Any, *, integer: bool, low: float) -> None:
+    """Check a (low, high) pair with ``low`` <= first <= second (integers when ``integer``)."""
+    kinds = (int, np.integer) if integer else (int, float, np.integer, np.floating)
+    if (
+        isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or len(value) != 2
+        or any(isinstance(v, bool) or not isinstance(v, kinds) for v in value)
+        or not low <= value[0] <= value[1]
+    ):
+        what = "integers" if integer else "numbers"
+        raise ValueError(f"{name} must be two {what} [low, high] with {low} <= low <= high, got {value!r}")
 
 
 def _check_positive_int(name: str, value: Any) -> None:

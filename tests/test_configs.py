@@ -27,12 +27,13 @@ CONTRACT_KEYS = {
     "seed": None,
     "paths": ("output_dir",),
     "data": ("source", "schema", "path", "n_customers", "seed", "separation", "noise_frac", "dirt",
-             "rows_per_customer", "age_reference_date", "columns"),
+             "rows_per_customer", "age_reference_date", "age_range", "columns"),
     "features": ("name",),
     "som": ("x", "y", "sigma", "learning_rate", "mode", "iters", "epochs", "topology", "periodic",
             "neighborhood_function", "activation_distance", "decay_function", "sigma_decay_function", "init"),
     "device": ("type", "dtype", "allow_tf32"),
-    "clustering": ("method", "n_clusters", "max_d", "truncate_p", "annotate_above"),
+    "clustering": ("method", "refine", "connectivity", "n_clusters", "max_d", "k_range", "min_segment_share",
+                   "truncate_p", "annotate_above"),
     "plots": ("enabled", "dpi"),
     "objective": ("name", "te_weight"),
 }
@@ -90,10 +91,13 @@ def test_defaults_are_the_seed_map_on_synthetic_data():
         "sigma_decay_function": "asymptotic_decay", "init": "random_unit",
     }
     assert cfg["data"]["source"] == "synthetic" and cfg["data"]["n_customers"] == 10000
-    assert cfg["features"] == {"name": "behavioural"}
+    assert cfg["data"]["rows_per_customer"] == "history" and cfg["data"]["age_range"] == [14, 100]
+    assert cfg["features"] == {"name": "customer"}
     assert cfg["device"] == {"type": "auto", "dtype": "float32", "allow_tf32": False}
-    assert cfg["clustering"] == {"method": "average", "n_clusters": 8, "max_d": None, "truncate_p": 12,
-                                 "annotate_above": None}
+    assert cfg["clustering"] == {
+        "method": "hit_weighted_ward", "refine": "kmeans", "connectivity": False, "n_clusters": 8, "max_d": None,
+        "k_range": [2, 12], "min_segment_share": 0.01, "truncate_p": 12, "annotate_above": None,
+    }
     assert cfg["objective"] == {"name": "qe_te", "te_weight": 1.0}
 
 
@@ -120,12 +124,19 @@ def test_device_group_sets_the_device_type():
     assert [resolved(f"device={name}")["device"]["type"] for name in ("auto", "cpu", "cuda")] == ["auto", "cpu", "cuda"]
 
 
-def test_bigbazaar_selects_the_seed_features_unless_told_otherwise():
+def test_bigbazaar_segments_customers_unless_told_otherwise():
     cfg = resolved("data=bigbazaar")
-    assert cfg["features"]["name"] == "seed"
+    assert cfg["features"]["name"] == "customer"
     assert (cfg["data"]["source"], cfg["data"]["schema"]) == ("file", "bigbazaar")
+    assert cfg["data"]["age_range"] == [14, 100]
     assert resolved("data=bigbazaar", "features=behavioural")["features"]["name"] == "behavioural"
-    assert resolved("features=customer", "data=bigbazaar")["features"]["name"] == "customer"
+    assert resolved("features=seed", "data=bigbazaar")["features"]["name"] == "seed"
+
+
+def test_n_clusters_takes_auto_or_an_integer():
+    assert resolved("clustering.n_clusters=auto")["clustering"]["n_clusters"] == "auto"
+    assert resolved("clustering.n_clusters=5")["clustering"]["n_clusters"] == 5
+    assert resolved("clustering.n_clusters=null", "clustering.max_d=2.5")["clustering"]["n_clusters"] is None
 
 
 def test_online_retail_is_customer_level_with_the_shared_file_by_default():
@@ -163,7 +174,9 @@ def test_seed_reproduction_uses_the_2018_settings():
     assert (som["x"], som["y"], som["sigma"], som["learning_rate"], som["mode"], som["iters"], som["init"]) == (
         15, 15, 1.0, 0.5, "random", 10000, "sample"
     )
-    assert (cfg["clustering"]["method"], cfg["clustering"]["n_clusters"]) == ("average", 8)
+    clustering = cfg["clustering"]
+    assert (clustering["method"], clustering["refine"], clustering["n_clusters"]) == ("average", "none", 8)
+    assert clustering["min_segment_share"] == 0 and cfg["data"]["age_range"] is None
 
 
 def test_command_line_beats_an_experiment():

@@ -122,7 +122,7 @@ def test_full_dendrogram_png(small_map: SmallMap, tmp_path: Path) -> None:
     plot_dendrogram(small_map.clusters.linkage, tmp_path / "full.png", dpi=DPI)
     plot_dendrogram(
         small_map.clusters.linkage, tmp_path / "coloured.png", cut_height=small_map.clusters.cut_height,
-        neuron_labels=small_map.clusters.labels, dpi=DPI,
+        leaf_segments=small_map.clusters.leaf_labels, dpi=DPI,
     )
     read_png(tmp_path / "full.png")
     coloured = read_png(tmp_path / "coloured.png")
@@ -555,13 +555,13 @@ BAD_CALLS = {
     "float cluster labels": (
         lambda m, p: plot_cluster_map(m.clusters.labels.astype(float), m.coords, m.topology, p), TypeError, "integer"
     ),
-    "neuron labels of another size": (
-        lambda m, p: plot_dendrogram(m.clusters.linkage, p, neuron_labels=np.zeros(3, dtype=int)),
-        ValueError, r"one integer segment per linkage observation \(35\)",
+    "leaf segments of another size": (
+        lambda m, p: plot_dendrogram(m.clusters.linkage, p, leaf_segments=np.zeros(3, dtype=int)),
+        ValueError, r"one integer segment per linkage observation \(\d+\)",
     ),
     "leaf names of another size": (
         lambda m, p: plot_truncated_dendrogram(m.clusters.linkage, p, cut_height=1.0, leaf_names=["(0,0)"]),
-        ValueError, r"every linkage observation \(35\), got 1",
+        ValueError, r"every linkage observation \(\d+\), got 1",
     ),
     "too few segment names": (
         lambda m, p: plot_dendrogram(
