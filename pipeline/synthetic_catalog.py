@@ -7,7 +7,9 @@ or promo code means the same item in every synthetic data set.
 Product pools (the unit the generator samples rows from):
 
 - ``FMCG`` (9-digit codes), ``GM`` (10-digit codes), ``APPAREL`` (12-13-digit codes) are the three families;
-- ``COOKWARE`` (part of GM) and ``HOME_TEXTILES`` (part of APPAREL) are sub-pools used by the big-ticket segment.
+- ``COOKWARE`` (part of GM) and ``HOME_TEXTILES`` (part of APPAREL) are expensive sub-pools ranked at the tail of
+  their family's popularity; the generator samples the three families, and a segment that tilts its family's
+  prices upwards (big-ticket home) lands on them.
 
 Popularity inside a pool is Zipf-Mandelbrot, weight ∝ (rank + q)^-1.1. The offset q flattens the head so that
 the top SKU takes about 1.2% / 0.65% / 0.4% of its family's rows, as in the real file (pure Zipf would give
@@ -26,8 +28,6 @@ logger = logging.getLogger(__name__)
 CATALOG_SEED = 20180402
 
 FMCG, GM, APPAREL, COOKWARE, HOME_TEXTILES = range(5)
-POOL_FAMILY = np.array([FMCG, GM, APPAREL, GM, APPAREL])
-BACKGROUND_POOL_SHARES = np.array([0.68, 0.23, 0.09, 0.0, 0.0])  # background rows draw families only
 
 ZIPF_EXPONENT = 1.1
 PIN_ZIPF_EXPONENT = 1.45
