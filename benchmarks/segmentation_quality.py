@@ -113,7 +113,7 @@ def planted_recovery(
     records = []
     cases = [(separation, seed) for separation in separations for seed in seeds]
     for separation, seed in tqdm(cases, desc="planted recovery", disable=None):
-        data = generate(n_customers, seed=seed, separation=separation)
+        data = generate(n_customers, seed=seed, separation=separation, rows_per_customer="history")
         for route, arguments in routes.items():
             started = time.perf_counter()
             segmenter = CustomerSegmenter(seed=seed, **arguments).fit(data.transactions)

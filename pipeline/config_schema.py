@@ -76,7 +76,7 @@ class SomConfig:
 
     x: int = 15
     y: int = 15
-    sigma: float = 1.0
+    sigma: float = 3.0
     learning_rate: float = 0.5
     mode: str = "random"
     iters: int = 10_000
@@ -87,7 +87,7 @@ class SomConfig:
     activation_distance: str = "euclidean"
     decay_function: str = "asymptotic_decay"
     sigma_decay_function: str = "asymptotic_decay"
-    init: str = "random_unit"
+    init: str = "pca"
 
 
 @dataclass

@@ -101,8 +101,8 @@ class CustomerSegmenter:
     """Segment retail transactions with a SOM whose neurons are clustered hierarchically.
 
     Constructor arguments are stored unchanged and validated by ``fit`` (scikit-learn's convention); fitted state
-    ends in ``_``. The defaults are those of ``configs/`` (a 15 × 15 map, 10,000 random-order updates, 8 clusters
-    by average linkage).
+    ends in ``_``. The defaults are those of ``configs/``: customers as units, a 15 × 15 map from the PCA plane
+    with σ 3 and 10,000 random-order updates, 8 segments by hit-weighted ward refined by hit-weighted k-means.
 
     Args:
         feature_set: ``customer`` (one unit per customer, the default), ``behavioural`` or ``seed``
@@ -141,7 +141,7 @@ class CustomerSegmenter:
         age_range: Sequence[float] | None = (14, 100),
         x: int = 15,
         y: int = 15,
-        sigma: float = 1.0,
+        sigma: float = 3.0,
         learning_rate: float = 0.5,
         mode: str = "random",
         iters: int = 10_000,
@@ -152,7 +152,7 @@ class CustomerSegmenter:
         activation_distance: str = "euclidean",
         decay_function: str = "asymptotic_decay",
         sigma_decay_function: str = "asymptotic_decay",
-        init: str = "random_unit",
+        init: str = "pca",
         linkage_method: str = "hit_weighted_ward",
         n_clusters: int | str | None = 8,
         max_d: float | None = None,

@@ -41,10 +41,10 @@ OPTUNA_INSTALLED = importlib.util.find_spec("hydra_plugins") is not None and (
 )
 QUICK = ("experiment=quick",)  # 300 synthetic customers, 6 x 6 map, 500 updates, 4 clusters
 RUN_OUTPUTS = (
-    "result.csv", "dropped_rows.csv", "cluster_profiles.csv", "metrics.json", "model.pt", "train.log",
-    ".hydra/config.yaml", ".hydra/overrides.yaml",
+    "result.csv", "dropped_rows.csv", "cluster_profiles.csv", "segments.csv", "k_selection.csv", "customers.csv",
+    "metrics.json", "model.pt", "report.html", "train.log", ".hydra/config.yaml", ".hydra/overrides.yaml",
     "plots/u_matrix.png", "plots/dendrogram.png", "plots/dendrogram_truncated.png", "plots/cluster_map.png",
-    "plots/component_planes.png",
+    "plots/component_planes.png", "plots/k_selection.png",
 )
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -68,6 +68,7 @@ def quick_run(tmp_path_factory) -> Path:
     run_dir = tmp_path_factory.mktemp("quick") / "run"
     completed = run_script("train.py", *QUICK, f"hydra.run.dir={run_dir}")
     assert completed.returncode == 0, completed.stderr[-3000:]
+    (run_dir / "stdout.txt").write_text(completed.stdout)
     return run_dir
 
 
@@ -87,10 +88,19 @@ def test_a_single_run_writes_every_output_into_its_run_folder(quick_run):
     assert not list(quick_run.glob("failure.json"))
 
 
+def test_a_single_run_ends_by_printing_the_segment_names(quick_run):
+    segments = pd.read_csv(quick_run / "segments.csv")
+    printed = (quick_run / "stdout.txt").read_text()
+    tail = printed[printed.index(" segments of "):]
+    for name in segments["name"]:
+        assert name in tail
+    assert str(quick_run / "report.html") in tail
+
+
 def test_scoring_cli_segments_new_rows_like_the_training_run(quick_run, tmp_path):
     # The quick run trained on generate(300, seed=0); the same rows written to CSV and scored again must land
     # on the same neurons and clusters (same cleaning, encoding and scaling).
-    transactions, _ = write_synthetic(tmp_path / "data", n_customers=300, seed=0)
+    transactions, _ = write_synthetic(tmp_path / "data", n_customers=300, seed=0, rows_per_customer="history")
     completed = run_script("segment.py", str(quick_run / "model.pt"), str(transactions), "--output-dir", str(tmp_path / "scored"))
     assert completed.returncode == 0, completed.stderr[-3000:]
     summary = json.loads(completed.stdout)

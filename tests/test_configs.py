@@ -81,14 +81,14 @@ def test_every_group_option_composes_with_all_contract_keys(group, option):
             assert set(plain[section]) == set(keys), section
 
 
-def test_defaults_are_the_seed_map_on_synthetic_data():
+def test_defaults_segment_synthetic_customers():
     cfg = resolved()
     assert cfg["seed"] == 0
     assert cfg["som"] == {
-        "x": 15, "y": 15, "sigma": 1.0, "learning_rate": 0.5, "mode": "random", "iters": 10000, "epochs": 20,
+        "x": 15, "y": 15, "sigma": 3.0, "learning_rate": 0.5, "mode": "random", "iters": 10000, "epochs": 20,
         "topology": "rectangular", "periodic": False, "neighborhood_function": "gaussian",
         "activation_distance": "euclidean", "decay_function": "asymptotic_decay",
-        "sigma_decay_function": "asymptotic_decay", "init": "random_unit",
+        "sigma_decay_function": "asymptotic_decay", "init": "pca",
     }
     assert cfg["data"]["source"] == "synthetic" and cfg["data"]["n_customers"] == 10000
     assert cfg["data"]["rows_per_customer"] == "history" and cfg["data"]["age_range"] == [14, 100]

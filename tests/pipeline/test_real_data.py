@@ -30,7 +30,8 @@ def real_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     output_dir = tmp_path_factory.mktemp("real")
     config = tiny_config(
         output_dir, data__source="file", data__path=str(CPRODUCTS), data__age_reference_date="2018-03-01",
-        features__name="seed", som__x=15, som__y=15, som__iters=10_000, plots__enabled=True, plots__dpi=40,
+        data__age_range=None, features__name="seed", som__x=15, som__y=15, som__iters=10_000,
+        clustering__refine="none", clustering__min_segment_share=0.0, plots__enabled=True, plots__dpi=40,
     )
     return output_dir, run(config)
 

@@ -21,8 +21,10 @@ from pipeline.segmenter import CustomerSegmenter
 from pipeline.synthetic import generate
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-PLOTS = ("u_matrix.png", "dendrogram.png", "dendrogram_truncated.png", "cluster_map.png", "component_planes.png")
-OUTPUTS = ("result.csv", "dropped_rows.csv", "cluster_profiles.csv", "metrics.json", "model.pt")
+PLOTS = ("u_matrix.png", "dendrogram.png", "dendrogram_truncated.png", "cluster_map.png", "component_planes.png",
+         "k_selection.png")
+OUTPUTS = ("result.csv", "dropped_rows.csv", "cluster_profiles.csv", "segments.csv", "k_selection.csv",
+           "metrics.json", "model.pt", "report.html")
 TINY_CUSTOMERS = 700
 BEHAVIOURAL_SOURCES = ["Age", "Gender", "sale_price_after_promo", "promo", "discountUsed", "Month", "store_code",
                        "product_family"]
@@ -330,3 +332,47 @@ def test_unknown_configuration_values_are_named(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"feature_set='rfm'"):
         run(tiny_config(tmp_path, features__name="rfm"))
     assert_no_results(tmp_path)
+
+
+def test_segments_csv_and_metrics_describe_every_segment(tmp_path: Path) -> None:
+    metrics = run(tiny_config(tmp_path, features__name="customer", clustering__method="hit_weighted_ward",
+                              clustering__refine="kmeans"))
+    segments = pd.read_csv(tmp_path / "segments.csv")
+    customers = pd.read_csv(tmp_path / "customers.csv")
+    result = pd.read_csv(tmp_path / "result.csv")
+    assert segments["segment"].tolist() == list(range(metrics["n_clusters"]))
+    np.testing.assert_array_equal(
+        segments["customers"], customers["cluster"].value_counts().reindex(segments["segment"], fill_value=0))
+    np.testing.assert_array_equal(
+        segments["rows"], result["cluster"].value_counts().reindex(segments["segment"], fill_value=0))
+    revenue = customers.groupby("cluster")["monetary_total"].sum().reindex(segments["segment"], fill_value=0)
+    np.testing.assert_allclose(segments["revenue"], revenue, rtol=1e-6)
+    np.testing.assert_allclose(segments["customer_share"], segments["customers"] / len(customers))
+    assert segments["name"].is_unique and segments["name"].str.len().gt(0).all()
+    assert [entry["name"] for entry in metrics["segments"]] == segments["name"].tolist()
+    assert metrics["n_segments"] + metrics["n_outlier_groups"] == metrics["n_clusters"]
+    report = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert report.count('class="segment-card"') == metrics["n_clusters"]
+    assert "http://" not in report and "https://" not in report
+
+
+@pytest.mark.parametrize("map_side", [6, 14])
+def test_no_segment_is_ever_empty(tmp_path: Path, map_side: int) -> None:
+    """A 14 × 14 map over 700 customers leaves most neurons empty; none of them may become a segment."""
+    metrics = run(tiny_config(tmp_path, features__name="customer", som__x=map_side, som__y=map_side,
+                              clustering__method="hit_weighted_ward", clustering__refine="kmeans"))
+    customers = pd.read_csv(tmp_path / "customers.csv")
+    per_segment = np.bincount(customers["cluster"], minlength=metrics["n_clusters"])
+    assert (per_segment > 0).all(), per_segment
+    assert metrics["cluster_sizes"]["units"] == per_segment.tolist()
+
+
+def test_a_run_failing_while_writing_the_report_publishes_nothing(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken_report(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("disk full while writing report.html")
+
+    monkeypatch.setattr("pipeline.run.write_report_html", broken_report)
+    with pytest.raises(RuntimeError, match="report.html"):
+        run(tiny_config(tmp_path / "out", features__name="customer"))
+    assert_no_results(tmp_path / "out")

@@ -37,7 +37,7 @@ def test_model_file_holds_only_plain_values_and_tensors(saved_model: Path, fitte
     state = torch.load(saved_model, map_location="cpu", weights_only=True)
     assert {"som", "preprocessor", "cleaning", "neuron_clusters"} <= set(state)
     assert state["cleaning"] == {"schema": "bigbazaar", "age_reference_date": fitted.cleaning_["age_reference_date"],
-                                 "columns": None}
+                                 "columns": None, "age_range": [14.0, 100.0]}
     np.testing.assert_array_equal(state["neuron_clusters"].numpy(), fitted.neuron_clusters_.labels)
     np.testing.assert_array_equal(state["som"]["weights"].numpy(), fitted.som_.get_weights())
 
