@@ -8,18 +8,20 @@ MiniSom answers two kinds of queries with two formulas:
   ``train_batch_offline``, ``distortion_measure``) ranks units by ‖x − w‖ from the differences
   (``linalg.norm(x − w, axis=-1)``), one sample at a time.
 
-The functions here return the units those formulas pick, bit for bit, without MiniSom's temporaries. The product
-x·w is one BLAS call over all rows, as in MiniSom, because OpenBLAS's rounding depends on the matrix shape (a block
-of rows can differ from the same rows inside the whole product in the last bit); beyond ``WHOLE_PRODUCT_ELEMENTS``
-sample-unit pairs it runs in blocks of rows, and where two units are within that last bit the pick may differ from
-MiniSom's. Ranking uses the expanded score s (before the monotone max(0, ·) and sqrt, which can merge distinct s)
-and falls back to the full formula only on rows where they could have merged the best candidates.
+The functions here return the units those formulas pick, bit for bit, without MiniSom's temporaries.
+
+* The expanded formula needs MiniSom's product x·w to the bit, so it is one BLAS call over all rows, as in MiniSom:
+  OpenBLAS's rounding depends on the matrix shape and its thread count (a block of rows can differ in the last
+  bit from the same rows inside the whole product). That holds up to ``WHOLE_PRODUCT_ELEMENTS`` sample-unit pairs;
+  beyond, MiniSom's bits are out of reach at bounded memory and the callers use the core search (exact distance,
+  ties to the lowest index). Ranking uses the expanded score s before the monotone max(0, ·) and sqrt, and applies
+  them only on rows where they could merge the best candidates.
+* The winner formula needs no product: candidates come from the core's product search, and near-ties are decided by
+  ‖x − w‖ computed exactly as ``winner`` does (:class:`WinnerDistance`). That holds at every N.
 """
 from __future__ import annotations
 
 import logging
-from typing import Iterator
-
 import numpy as np
 import torch
 
@@ -29,8 +31,6 @@ logger = logging.getLogger(__name__)
 
 # Up to this many N·M pairs the product runs over all rows at once (128 MiB in float64), as MiniSom computes it.
 WHOLE_PRODUCT_ELEMENTS = 1 << 24
-# Beyond it MiniSom's bits are out of reach anyway, and cache-sized blocks (4 MiB) run the passes fastest.
-BLOCK_ELEMENTS = 1 << 19
 # Small calls evaluate MiniSom's formula directly: up to this many N·M pairs (expanded distance) or N·M·D
 # differences (winner distance), a dozen NumPy calls cost less than the candidate search and its re-check.
 DIRECT_PAIRS = 1 << 16
@@ -40,18 +40,6 @@ DIRECT_DIFFERENCES = 1 << 15
 def squared_norms(values: np.ndarray) -> np.ndarray:
     """MiniSom's ‖v‖² per row, ``power(v, 2).sum(axis=1, keepdims=True)``: (N, 1)."""
     return np.power(values, 2).sum(axis=1, keepdims=True)
-
-
-def _expanded_blocks(samples: np.ndarray, weights: np.ndarray, samples_sq: np.ndarray) -> Iterator[tuple[slice, np.ndarray]]:
-    """Yield (rows, s) with s = −2·x·wᵀ + ‖x‖² + ‖w‖²ᵀ (B, M), evaluated in MiniSom's order, in place.
-
-    samples: (N, D), weights: (M, D), samples_sq: (N, 1) from :func:`squared_norms` of the caller's data."""
-    weights_sq_t = squared_norms(weights).T  # [1, M]
-    n, m = samples.shape[0], weights.shape[0]
-    rows = n if n * m <= WHOLE_PRODUCT_ELEMENTS else max(2, BLOCK_ELEMENTS // m)
-    for start in range(0, n, rows):
-        part = slice(start, min(start + rows, n))
-        yield part, _expanded_scores(samples[part], weights, samples_sq[part], weights_sq_t)
 
 
 def _expanded_scores(samples: np.ndarray, weights: np.ndarray, samples_sq: np.ndarray, weights_sq_t: np.ndarray) -> np.ndarray:
@@ -78,43 +66,39 @@ def _pop_minimum(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def expanded_nearest(samples: np.ndarray, weights: np.ndarray, samples_sq: np.ndarray) -> np.ndarray:
-    """MiniSom's ``argmin(_distance_from_weights(data), axis=1)``: (N,) flat unit indices."""
-    if samples.shape[0] * weights.shape[0] <= DIRECT_PAIRS:
-        scores = _expanded_scores(samples, weights, samples_sq, squared_norms(weights).T)
+    """MiniSom's ``argmin(_distance_from_weights(data), axis=1)``: (N,) flat unit indices.
+
+    samples: (N, D), weights: (M, D), samples_sq: (N, 1) from :func:`squared_norms` of the caller's data (MiniSom
+    squares the data in its own dtype). N·M must be at most ``WHOLE_PRODUCT_ELEMENTS``."""
+    scores = _expanded_scores(samples, weights, samples_sq, squared_norms(weights).T)  # [N, M]
+    if scores.size <= DIRECT_PAIRS:
         return _expanded_distance(scores).argmin(axis=1)
-    out = np.empty(samples.shape[0], dtype=np.int64)
-    for part, scores in _expanded_blocks(samples, weights, samples_sq):
-        first, first_value = _pop_minimum(scores)
-        merged = _expanded_distance(scores.min(axis=1)) == _expanded_distance(first_value)
-        rows = np.flatnonzero(merged)
-        if rows.size:  # sqrt/max(0, ·) made another unit equally near: MiniSom's argmin of d decides
-            scores[rows, first[rows]] = first_value[rows]
-            first[rows] = _expanded_distance(scores[rows]).argmin(axis=1)
-        out[part] = first
-    return out
+    first, first_value = _pop_minimum(scores)
+    rows = np.flatnonzero(_expanded_distance(scores.min(axis=1)) == _expanded_distance(first_value))
+    if rows.size:  # max(0, ·)/sqrt made another unit equally near: MiniSom's argmin of d decides
+        scores[rows, first[rows]] = first_value[rows]
+        first[rows] = _expanded_distance(scores[rows]).argmin(axis=1)
+    return first
 
 
 def expanded_two_nearest(samples: np.ndarray, weights: np.ndarray, samples_sq: np.ndarray) -> np.ndarray:
     """The two units of MiniSom's ``argsort(_distance_from_weights(data), axis=1)[:, :2]``: (N, 2).
 
     Rows whose second and third distances are equal take MiniSom's argsort itself; elsewhere the pair is the same
-    set (in the same order unless the first two distances are equal, which no topographic error can tell)."""
-    if samples.shape[0] * weights.shape[0] <= DIRECT_PAIRS:
-        scores = _expanded_scores(samples, weights, samples_sq, squared_norms(weights).T)
+    set (in the same order unless the first two distances are equal, which no topographic error can tell).
+    Arguments as in :func:`expanded_nearest`."""
+    scores = _expanded_scores(samples, weights, samples_sq, squared_norms(weights).T)  # [N, M]
+    if scores.size <= DIRECT_PAIRS:
         return np.argsort(_expanded_distance(scores), axis=1)[:, :2]
-    out = np.empty((samples.shape[0], 2), dtype=np.int64)
-    for part, scores in _expanded_blocks(samples, weights, samples_sq):
-        first, first_value = _pop_minimum(scores)
-        second, second_value = _pop_minimum(scores)
-        merged = _expanded_distance(scores.min(axis=1)) == _expanded_distance(second_value)
-        rows = np.flatnonzero(merged)
-        if rows.size:
-            scores[rows, first[rows]] = first_value[rows]
-            scores[rows, second[rows]] = second_value[rows]
-            pairs = np.argsort(_expanded_distance(scores[rows]), axis=1)[:, :2]
-            first[rows], second[rows] = pairs[:, 0], pairs[:, 1]
-        out[part] = np.stack([first, second], axis=1)
-    return out
+    first, first_value = _pop_minimum(scores)
+    second, second_value = _pop_minimum(scores)
+    rows = np.flatnonzero(_expanded_distance(scores.min(axis=1)) == _expanded_distance(second_value))
+    if rows.size:
+        scores[rows, first[rows]] = first_value[rows]
+        scores[rows, second[rows]] = second_value[rows]
+        pairs = np.argsort(_expanded_distance(scores[rows]), axis=1)[:, :2]
+        first[rows], second[rows] = pairs[:, 0], pairs[:, 1]
+    return np.stack([first, second], axis=1)
 
 
 class WinnerDistance:
@@ -138,17 +122,8 @@ def winner_values(samples: np.ndarray, weights: np.ndarray) -> np.ndarray:
 def winner_nearest(samples: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """The unit MiniSom's ``winner(x)`` returns for every sample (argmin of ‖x − w‖, first on ties): (N,).
 
-    Candidates come from the expanded score; samples whose two best scores are within
-    :func:`somtorch.bmu.near_tie_tolerance` are decided by ‖x − w‖ over the units within tolerance."""
+    Small inputs evaluate ‖x − w‖ directly; larger ones take the core search's candidates and decide its near-ties
+    (:func:`somtorch.bmu.smallest_units`) with :class:`WinnerDistance`."""
     if samples.size * weights.shape[0] <= DIRECT_DIFFERENCES:
         return winner_values(samples, weights).argmin(axis=1)
-    out = np.empty(samples.shape[0], dtype=np.int64)
-    w_sq_max = torch.tensor(float(squared_norms(weights).max()))
-    distance = WinnerDistance()
-    X, W = torch.from_numpy(samples), torch.from_numpy(weights)
-    for part, scores in _expanded_blocks(samples, weights, squared_norms(samples)):
-        x_sq = torch.from_numpy(squared_norms(samples[part])[:, 0])
-        tolerance = bmu_search.near_tie_tolerance(x_sq, w_sq_max, samples.shape[1])
-        out[part] = bmu_search.smallest_units(X[part], W, torch.from_numpy(scores), 1, distance, tolerance)[:, 0].numpy()
-    return out
-
+    return bmu_search.best_matching_units(torch.from_numpy(samples), torch.from_numpy(weights), WinnerDistance()).numpy()

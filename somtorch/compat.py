@@ -692,9 +692,14 @@ class MiniSom:
         rows, cols = np.unravel_index(self._activation_bmus(samples), (self._grid.x, self._grid.y))
         return list(zip(rows, cols))
 
+    def _expanded_in_reach(self, samples: np.ndarray) -> bool:
+        """Whether MiniSom's expanded-formula queries can be reproduced bit for bit (CPU, one whole product)."""
+        return self._device.type == "cpu" and len(samples) * self._n_neurons <= minisom_search.WHOLE_PRODUCT_ELEMENTS
+
     def _quantization_units(self, data: Any, samples: np.ndarray) -> np.ndarray:
-        """Flat index of every sample's unit under MiniSom's expanded distance (``_distance_from_weights``): (N,)."""
-        if self._device.type != "cpu":
+        """Flat index of every sample's unit under MiniSom's expanded distance (``_distance_from_weights``): (N,).
+        Beyond one whole product (see :mod:`somtorch._minisom_search`): the exact distance, ties to the lowest index."""
+        if not self._expanded_in_reach(samples):
             euclidean = ActivationDistance("euclidean")
             return bmu_search.best_matching_units(self._on_device(samples), self._weight_matrix(), euclidean).cpu().numpy()
         samples_sq = minisom_search.squared_norms(np.asarray(data))  # MiniSom squares the data in its own dtype
@@ -751,7 +756,7 @@ class MiniSom:
         if np.prod(self._activation_map.shape) == 1:
             warnings.warn("The topographic error is not defined for a 1-by-1 map.", stacklevel=2)
             return np.float64(np.nan)
-        if self._device.type == "cpu":
+        if self._expanded_in_reach(samples):
             samples_sq = minisom_search.squared_norms(np.asarray(data))
             best = minisom_search.expanded_two_nearest(samples, self._weight_array(), samples_sq)  # [N, 2]
         else:

@@ -160,3 +160,13 @@ def test_small_cpu_searches_restore_the_thread_count():
     assert inside == 1 and torch.get_num_threads() == previous
     with bmu_search.threads_for_work(bmu_search.SINGLE_THREAD_WORK, torch.device("cpu")):
         assert torch.get_num_threads() == previous
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_the_cuda_branch_of_the_search_keeps_the_rule(dtype, monkeypatch):
+    """The search with torch's argmin/amin (the branch CUDA takes; NumPy's is the CPU one), run on the CPU."""
+    monkeypatch.setattr(bmu_search, "argmin_rows", lambda scores: scores.argmin(dim=1))
+    monkeypatch.setattr(bmu_search, "min_rows", lambda scores: scores.amin(dim=1))
+    som, samples = tied_map(dtype, seed=6)
+    som.chunk_bytes = rows_budget(7, som.n_neurons, som.weights.element_size())
+    np.testing.assert_array_equal(som.bmu_indices(samples).numpy(), reference_bmus(samples, som.get_weights().reshape(-1, FEATURES)))
