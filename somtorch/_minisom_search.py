@@ -45,9 +45,9 @@ def squared_norms(values: np.ndarray) -> np.ndarray:
 def _expanded_scores(samples: np.ndarray, weights: np.ndarray, samples_sq: np.ndarray, weights_sq_t: np.ndarray) -> np.ndarray:
     """−2·x·wᵀ + ‖x‖² + ‖w‖²ᵀ (B, M) in MiniSom's order of operations, in one buffer."""
     scores = np.dot(samples, weights.T)
-    np.multiply(scores, -2, out=scores)
-    np.add(scores, samples_sq, out=scores)
-    np.add(scores, weights_sq_t, out=scores)
+    scores *= -2
+    scores += samples_sq
+    scores += weights_sq_t
     return scores
 
 

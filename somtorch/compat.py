@@ -2,7 +2,7 @@
 
 :class:`MiniSom` keeps MiniSom's constructor, defaults, methods, return types, warnings, exception types and the
 private attributes its users touch (``_weights``, ``_activation_map``, ``_xx``, ``_random_generator``, ...). For the
-same seed and data it returns MiniSom's numbers to float64 rounding, quirks included:
+same seed and data it returns MiniSom's numbers, quirks included:
 
 * ``chebyshev`` is max(x − w), without the abs;
 * the hexagonal U-matrix uses MiniSom's fixed neighbour offsets by column parity (wrong for even y);
@@ -11,11 +11,25 @@ same seed and data it returns MiniSom's numbers to float64 rounding, quirks incl
 * ``distortion_measure`` = Σ_i Σ_k h(c_i, k; σ)·‖x_i − w_k‖ (not squared, whatever MiniSom's docstring says);
 * ``quantization``/``quantization_error``/``topographic_error`` always use the euclidean distance.
 
-What changes is speed: the batched queries and ``train_batch_offline`` run vectorised over samples in
-memory-bounded chunks (:mod:`somtorch.bmu`), and online training runs the core's fast kernels
-(:mod:`somtorch.online`). Keyword-only extras ``device=`` and ``dtype=`` select the CPU (default, float64, exact
-parity) or CUDA (float32 allowed: equal up to float32 rounding). On the CPU ``_weights`` is the live NumPy array;
-on CUDA it returns a host copy and must be assigned wholesale to change the map.
+On the CPU in float64 the numbers are MiniSom's to the last bit, because each method uses MiniSom's formula in
+MiniSom's order where the result depends on it (:mod:`somtorch._minisom_search`): ``winner`` and the queries built
+on it (``win_map``, ``activation_response``, ``labels_map``, ``distortion_measure``) decide near-ties with
+``winner``'s ‖x − w‖; ``quantization``, ``quantization_error`` and ``topographic_error`` use MiniSom's expanded
+distance over one product of all rows; ``distance_map`` uses ``fast_norm``; ``train_batch_offline`` adds the
+samples in order. Two bounds remain, both on large inputs where MiniSom's own temporaries reach gigabytes:
+
+* ``quantization``/``quantization_error``/``topographic_error`` beyond 2²⁴ sample-unit pairs (N·M) take the exact
+  distance, ties to the lowest index; they differ from MiniSom only for samples whose two best units are within the
+  rounding of MiniSom's expanded formula (:func:`somtorch.bmu.near_tie_tolerance`);
+* ``train_batch_offline`` beyond 2²⁴ terms (N·M·D) sums per winner first: the weights agree to summation rounding
+  (4.4e-13 at N = 10⁴, 2.8e-11 at N = 10⁶ max abs, ``benchmarks/results/compat_cpu.md``).
+
+What changes is speed: the batched queries and ``train_batch_offline`` run vectorised over samples, in
+memory-bounded chunks past those sizes (:mod:`somtorch.bmu`), small calls use neither thread pools nor progress
+bars, and online training runs the core's fast kernels (:mod:`somtorch.online`). Keyword-only extras ``device=`` and
+``dtype=`` select the CPU (default, float64, exact parity) or CUDA (float32 allowed: equal up to float32 rounding,
+same BMU rule). On the CPU ``_weights`` is the live NumPy array; assigning it stores a copy. On CUDA it returns a
+host copy and must be assigned wholesale to change the map.
 """
 from __future__ import annotations
 
@@ -58,7 +72,7 @@ _DISTANCE_NAMES = ("euclidean", "cosine", "manhattan", "chebyshev")
 _BLOCK_ELEMENTS = 1 << 22
 # Up to this many N·M·D terms train_batch_offline adds the samples' contributions one after the other, as MiniSom
 # does (so its weights are MiniSom's to the bit); beyond, it sums per winner first (N·D + M²·D work instead of
-# N·M·D), which agrees to rounding (≤ 1e-12 relative measured).
+# N·M·D), which agrees to summation rounding (see the module docstring).
 _SEQUENTIAL_BATCH_TERMS = 1 << 24
 
 
