@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from contextlib import contextmanager
-from typing import Iterator, Optional
+from typing import Any, Iterator, Optional
 
 import numpy as np
 import torch
@@ -49,19 +49,10 @@ def chunk_rows(n_neurons: int, itemsize: int, budget_bytes: int, device: torch.d
     return rows
 
 
-def argmin_rows(scores: torch.Tensor) -> torch.Tensor:
-    """Index of each row's minimum (first one on ties), (B,) int64. On a CPU NumPy's vectorised argmin runs about
-    5× faster than torch's for these shapes, so it reads the tensor's memory directly."""
-    if scores.device.type == "cpu" and scores.dtype in (torch.float32, torch.float64):
-        return torch.from_numpy(scores.numpy().argmin(axis=1))
-    return scores.argmin(dim=1)
-
-
-def min_rows(scores: torch.Tensor) -> torch.Tensor:
-    """Each row's minimum value, (B,) (NumPy's vectorised min on a CPU, as in :func:`argmin_rows`)."""
-    if scores.device.type == "cpu" and scores.dtype in (torch.float32, torch.float64):
-        return torch.from_numpy(scores.numpy().min(axis=1))
-    return scores.amin(dim=1)
+def ranks_in_numpy(scores: torch.Tensor) -> bool:
+    """Whether :func:`smallest_units` ranks ``scores`` with NumPy on the tensor's memory (CPU float tensors: NumPy's
+    vectorised argmin/min run ~5× faster than torch's for these shapes, and its indexing costs less)."""
+    return scores.device.type == "cpu" and scores.dtype in (torch.float32, torch.float64)
 
 
 @contextmanager
@@ -98,35 +89,78 @@ def smallest_units(chunk: torch.Tensor, W: torch.Tensor, scores: torch.Tensor, k
     ``scores`` (B, M) ranks the units (overwritten). Without ``tolerance`` the scores are exact and ties go to the
     lowest index. With it (B,), a sample whose k + 1 best scores have a gap ≤ its tolerance is ranked again by
     ``distance.exact_pairs`` over every unit scoring within tolerance of its k-th best: by exact value, then index.
+    On a CPU the ranking runs in NumPy on the tensors' memory (torch's advanced indexing costs several times more).
     """
-    rows = torch.arange(scores.shape[0], device=scores.device)
+    cpu = ranks_in_numpy(scores)
+    xp = np if cpu else torch
+    values_of = scores.numpy() if cpu else scores
+    rows = xp.arange(scores.shape[0]) if cpu else torch.arange(scores.shape[0], device=scores.device)
     picks, values = [], []
     for _ in range(k):  # k argmin passes, each masking its pick: several times faster than topk on a CPU
-        pick = argmin_rows(scores).to(scores.device)
+        pick = values_of.argmin(axis=1) if cpu else values_of.argmin(dim=1)
         picks.append(pick)
-        values.append(scores[rows, pick])
-        scores[rows, pick] = float("inf")
-    best = torch.stack(picks, dim=1)  # [B, k]
-    if tolerance is None:
-        return best
-    ladder = torch.stack(values + [min_rows(scores).to(scores.device)], dim=1)  # [B, k + 1], ascending
-    near = ((ladder[:, 1:] - ladder[:, :-1]) <= tolerance[:, None]).any(dim=1)
-    near_rows = torch.nonzero(near).squeeze(1)  # the only host synchronisation, once per chunk
-    if near_rows.numel() == 0:
-        return best
-    threshold = ladder[near_rows, k - 1] + tolerance[near_rows]
-    others = torch.nonzero(scores[near_rows] <= threshold[:, None])  # [P, 2]: (near-row position, unit)
-    position = torch.cat([others[:, 0], torch.arange(len(near_rows), device=W.device).repeat_interleave(k)])
-    unit = torch.cat([others[:, 1], best[near_rows].reshape(-1)])
-    exact = distance.exact_pairs(chunk[near_rows[position]], W[unit])  # [P + k·R]
-    order = torch.argsort(unit, stable=True)  # lexicographic (row, exact value, unit) by three stable sorts
-    order = order[torch.argsort(exact[order], stable=True)]
-    order = order[torch.argsort(position[order], stable=True)]
-    counts = torch.bincount(position, minlength=len(near_rows))
-    starts = torch.cumsum(counts, 0) - counts
-    best[near_rows] = unit[order][starts[:, None] + torch.arange(k, device=W.device)]
-    logger.debug("%d of %d samples re-ranked with the exact distance", len(near_rows), scores.shape[0])
-    return best
+        values.append(values_of[rows, pick])
+        values_of[rows, pick] = float("inf")
+    best = xp.stack(picks, 1)  # [B, k]
+    if tolerance is not None:
+        following = values_of.min(axis=1) if cpu else values_of.amin(dim=1)
+        ladder = xp.stack(values + [following], 1)  # [B, k + 1], ascending
+        gap = tolerance.numpy() if cpu else tolerance
+        near = ((ladder[:, 1:] - ladder[:, :-1]) <= gap[:, None]).any(1)
+        near_rows = np.flatnonzero(near) if cpu else torch.nonzero(near).squeeze(1)  # CUDA: one host sync per chunk
+        if len(near_rows) and scores.dtype == torch.float32:
+            best[near_rows] = _rescore_in_float64(chunk, W, near_rows, k, distance)
+        elif len(near_rows):
+            candidates = values_of[near_rows] <= (ladder[near_rows, k - 1] + gap[near_rows])[:, None]  # [R, M]
+            best[near_rows] = _rerank(chunk, W, candidates, best, near_rows, k, distance)
+    return torch.from_numpy(best) if cpu else best
+
+
+def _rescore_in_float64(chunk: torch.Tensor, W: torch.Tensor, near_rows: Any, k: int, distance: "ActivationDistance") -> Any:
+    """float32 near-ties: the rows' scores again in float64 (exact inputs, a 2⁻²⁹ smaller bound), so that only ties
+    within float64 rounding reach the pairwise re-check, which then also runs in float64. (R, k) like ``near_rows``.
+
+    A batch map with a wide neighbourhood can leave every sample a float32 near-tie (its units nearly equal); one
+    float64 product of those rows costs far less than the pairwise re-check of all their candidates."""
+    cpu = isinstance(near_rows, np.ndarray)
+    X64, W64 = chunk[torch.from_numpy(near_rows) if cpu else near_rows].double(), W.double()
+    w_sq = (W64 * W64).sum(1)
+    scores = torch.addmm(w_sq, X64, W64.T, beta=1, alpha=-2)  # [R, M]
+    tolerance = near_tie_tolerance((X64 * X64).sum(1), w_sq.max(), X64.shape[1])
+    ranked = smallest_units(X64, W64, scores, k, distance, tolerance)
+    return ranked.numpy() if cpu else ranked
+
+
+def _rerank(chunk: torch.Tensor, W: torch.Tensor, candidates: Any, best: Any, near_rows: Any, k: int,
+            distance: "ActivationDistance") -> Any:
+    """The k nearest units of the near-tie rows by (exact value, index) among their candidates: (R, k).
+
+    ``candidates`` (R, M) marks the units within tolerance other than the k picks ``best``; NumPy arrays on a CPU,
+    tensors elsewhere."""
+    cpu = isinstance(candidates, np.ndarray)
+    n_near = len(near_rows)
+    if cpu:
+        position, unit = np.nonzero(candidates)
+        position = np.concatenate([position, np.repeat(np.arange(n_near), k)])
+        unit = np.concatenate([unit, best[near_rows].reshape(-1)])
+        exact = distance.exact_pairs(chunk[torch.from_numpy(near_rows[position])], W[torch.from_numpy(unit)]).numpy()
+        order = np.lexsort((unit, exact, position))  # by row, then exact value, then index
+        counts = np.bincount(position, minlength=n_near)
+        starts = np.cumsum(counts) - counts
+        ranked = unit[order][starts[:, None] + np.arange(k)]
+    else:
+        others = torch.nonzero(candidates)  # [P, 2]: (near-row position, unit)
+        position = torch.cat([others[:, 0], torch.arange(n_near, device=W.device).repeat_interleave(k)])
+        unit = torch.cat([others[:, 1], best[near_rows].reshape(-1)])
+        exact = distance.exact_pairs(chunk[near_rows[position]], W[unit])
+        order = torch.argsort(unit, stable=True)  # lexicographic (row, exact value, unit) by three stable sorts
+        order = order[torch.argsort(exact[order], stable=True)]
+        order = order[torch.argsort(position[order], stable=True)]
+        counts = torch.bincount(position, minlength=n_near)
+        starts = torch.cumsum(counts, 0) - counts
+        ranked = unit[order][starts[:, None] + torch.arange(k, device=W.device)]
+    logger.debug("%d samples re-ranked with the exact distance", n_near)
+    return ranked
 
 
 def iter_chunks(n_rows: int, rows_per_chunk: int) -> Iterator[slice]:

@@ -164,9 +164,8 @@ def test_small_cpu_searches_restore_the_thread_count():
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_the_cuda_branch_of_the_search_keeps_the_rule(dtype, monkeypatch):
-    """The search with torch's argmin/amin (the branch CUDA takes; NumPy's is the CPU one), run on the CPU."""
-    monkeypatch.setattr(bmu_search, "argmin_rows", lambda scores: scores.argmin(dim=1))
-    monkeypatch.setattr(bmu_search, "min_rows", lambda scores: scores.amin(dim=1))
+    """The search ranked with torch (the branch CUDA takes; NumPy ranks on the CPU), run on the CPU."""
+    monkeypatch.setattr(bmu_search, "ranks_in_numpy", lambda scores: False)
     som, samples = tied_map(dtype, seed=6)
     som.chunk_bytes = rows_budget(7, som.n_neurons, som.weights.element_size())
     np.testing.assert_array_equal(som.bmu_indices(samples).numpy(), reference_bmus(samples, som.get_weights().reshape(-1, FEATURES)))
