@@ -161,3 +161,20 @@ def test_assigned_weights_are_copied():
     facade.train(samples, 50)
     facade.train_batch_offline(samples, 2)
     np.testing.assert_array_equal(given, weights)
+
+
+def test_large_queries_take_the_candidate_search_and_still_match_minisom():
+    """Past the direct-evaluation sizes (``DIRECT_PAIRS``, ``DIRECT_DIFFERENCES``) the facade ranks candidates and
+    re-checks near-ties; on the same tied map every answer is still MiniSom's."""
+    from somtorch import _minisom_search
+
+    weights, samples = near_tie_map(10)
+    samples = np.concatenate([samples] * 25)  # 2,250 samples × 42 units
+    units = weights.shape[0] * weights.shape[1]
+    assert samples.size * units > _minisom_search.DIRECT_DIFFERENCES and len(samples) * units > _minisom_search.DIRECT_PAIRS
+    reference, facade = make_pair(*weights.shape, sigma=1.5, random_seed=10)
+    reference._weights, facade._weights = weights.copy(), weights.copy()
+    np.testing.assert_array_equal(facade.activation_response(samples), reference.activation_response(samples))
+    np.testing.assert_array_equal(facade.quantization(samples), reference.quantization(samples))
+    assert facade.quantization_error(samples) == reference.quantization_error(samples)
+    assert facade.topographic_error(samples) == reference.topographic_error(samples)
