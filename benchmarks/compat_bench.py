@@ -8,6 +8,12 @@ ratio facade / MiniSom (below 1: the facade is faster). ``train_batch_offline`` 
 far the facade's answer is from MiniSom's.
 
 It writes ``benchmarks/results/compat_<device>.json`` and ``.md`` and prints the Markdown table.
+
+``--small-calls`` measures call latency instead (issue 12): on one trained map per N, the queries a notebook calls
+(``quantization_error``, ``topographic_error``, ``quantization``, ``activation_response``, ``win_map``) and one
+``train_batch_offline`` iteration, at N = 10, 100, 10³, 10⁴ and 10⁶ by default, both libraries interleaved call by
+call; the median of ``SMALL_CALL_SECONDS`` worth of calls (at least 3, or 1 where one MiniSom call takes longer).
+It writes ``compat_small_calls_<device>.json`` and ``.md``.
 """
 from __future__ import annotations
 
@@ -39,6 +45,9 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 MAP_SIDE, FEATURES, CENTRES, SEED = 15, 12, 8, 0
 ONLINE_UPDATES = 10_000
 OFFLINE_ITERATIONS, OFFLINE_ITERATIONS_LARGE, LARGE = 3, 1, 1_000_000
+SMALL_CALL_SIZES = [10, 100, 1_000, 10_000, 1_000_000]
+SMALL_CALL_SECONDS = 1.0  # time budget per operation, library and N for the repeated calls
+SMALL_CALL_MAX_REPEATS = 200
 
 
 def make_blobs(n_samples: int, seed: int = SEED) -> np.ndarray:
@@ -101,6 +110,70 @@ def measure(data: np.ndarray, device: str, repeats: int, progress: tqdm) -> list
     return rows
 
 
+def small_call_operations(data: np.ndarray) -> dict[str, Callable[[Any], Any]]:
+    """name → a call on a trained map whose result (a number or an array) both libraries must agree on."""
+    return {
+        "quantization_error": lambda som: som.quantization_error(data),
+        "topographic_error": lambda som: som.topographic_error(data),
+        "quantization": lambda som: som.quantization(data),
+        "activation_response": lambda som: som.activation_response(data),
+        "win_map (indices)": lambda som: som.win_map(data, return_indices=True),
+        "train_batch_offline (1 it.)": lambda som: (som.train_batch_offline(data, 1), np.array(som.get_weights()))[1],
+    }
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Whether two results are identical (``==`` on numbers, arrays and dicts of index lists)."""
+    if isinstance(a, dict):
+        return {k: list(v) for k, v in a.items()} == {k: list(v) for k, v in b.items()}
+    return bool(np.array_equal(np.asarray(a), np.asarray(b)))
+
+
+def measure_small_calls(data: np.ndarray, device: str, progress: tqdm) -> list[dict[str, Any]]:
+    """Median latency of each small call for both libraries on maps trained identically (``train_random``)."""
+    maps = {library: build(library, device) for library in ("minisom", "facade")}
+    for som in maps.values():
+        som.train_random(data, min(ONLINE_UPDATES, 10 * len(data)))
+    rows = []
+    for name, call in small_call_operations(data).items():
+        times: dict[str, list[float]] = {"minisom": [], "facade": []}
+        answers: dict[str, Any] = {}
+        fresh = {library: build(library, device) for library in maps}  # training calls start from the same map
+        for library, som in fresh.items():
+            som._weights = np.array(maps[library].get_weights())
+        while True:
+            for library in ("minisom", "facade"):
+                som = fresh[library] if name.startswith("train") else maps[library]
+                seconds, result = timed(lambda: call(som), device)
+                times[library].append(seconds)
+                answers.setdefault(library, result)
+            spent, repeats = sum(times["minisom"]) + sum(times["facade"]), len(times["minisom"])
+            if repeats >= SMALL_CALL_MAX_REPEATS or (repeats >= 3 and spent > SMALL_CALL_SECONDS) or spent > 10 * SMALL_CALL_SECONDS:
+                break
+        progress.update(1)
+        minisom_s, facade_s = statistics.median(times["minisom"]), statistics.median(times["facade"])
+        rows.append({"n_samples": len(data), "operation": name, "minisom_s": minisom_s, "facade_s": facade_s,
+                     "ratio": facade_s / minisom_s, "identical": _same(answers["minisom"], answers["facade"]),
+                     "repeats": len(times["minisom"])})
+        logger.info("N=%d %s: MiniSom %.3g ms, facade %.3g ms", len(data), name, 1e3 * minisom_s, 1e3 * facade_s)
+    return rows
+
+
+def render_small_calls(rows: list[dict[str, Any]], info: dict[str, Any]) -> str:
+    lines = [f"### Small-call latency: somtorch.compat.MiniSom vs MiniSom 2.3.6 ({info['device']})", "",
+             f"Machine: {info['platform']}, {info['cpu_count']} CPU cores, load average {info['load_average_1min']:.1f} "
+             f"at the end, {info['torch_threads']} torch thread(s); torch {info['torch']}, numpy {info['numpy']}. "
+             "Map 15 × 15, D = 12, synthetic blobs, trained by `train_random` on the same N. Median of the repeated "
+             "calls; `identical`: the facade's result `==` MiniSom's.", "",
+             "| N | operation | MiniSom (ms) | facade (ms) | facade / MiniSom | identical | calls |",
+             "| ---: | --- | ---: | ---: | ---: | :---: | ---: |"]
+    for row in rows:
+        lines.append(f"| {row['n_samples']:,} | {row['operation']} | {1e3 * row['minisom_s']:.4g} | "
+                     f"{1e3 * row['facade_s']:.4g} | {row['ratio']:.3g} | {'yes' if row['identical'] else 'no'} | "
+                     f"{row['repeats']} |")
+    return "\n".join(lines) + "\n"
+
+
 def machine_info(device: str) -> dict[str, Any]:
     info = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
             "cpu_count": os.cpu_count(), "load_average_1min": os.getloadavg()[0], "python": platform.python_version(),
@@ -135,7 +208,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--torch-threads", type=int, default=None,
                         help="torch CPU threads (default: torch's choice); 1 avoids OpenMP stalls on an oversubscribed machine")
     parser.add_argument("--output-dir", type=Path, default=RESULTS_DIR)
+    parser.add_argument("--small-calls", action="store_true",
+                        help=f"measure call latency at --sizes (default {SMALL_CALL_SIZES}) instead")
     args = parser.parse_args(argv)
+    if args.small_calls and "--sizes" not in " ".join(argv if argv is not None else sys.argv[1:]):
+        args.sizes = SMALL_CALL_SIZES
     if args.repeats < 1 or min(args.sizes) < 2:
         parser.error("--repeats must be >= 1 and every size >= 2")
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -148,6 +225,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     warm = make_blobs(500, seed=1)  # first-call costs (torch kernels, thread pools) stay out of the timings
     for call, _ in operations(warm).values():
         call(build("facade", args.device))
+    if args.small_calls:
+        return _run_small_calls(args)
     rows = []
     with tqdm(total=len(args.sizes) * 4 * 2 * args.repeats, desc="compat bench", unit="run", disable=None) as progress:
         for n_samples in args.sizes:
@@ -159,6 +238,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     write_text_atomic(table, args.output_dir / f"compat_{args.device}.md")
     print(table)
     return report
+
+
+def _run_small_calls(args: argparse.Namespace) -> dict[str, Any]:
+    rows = []
+    with tqdm(total=len(args.sizes) * len(small_call_operations(np.zeros((1, 1)))), desc="small calls", unit="op",
+              disable=None) as progress:
+        for n_samples in args.sizes:
+            rows += measure_small_calls(make_blobs(n_samples), args.device, progress)
+    info = machine_info(args.device)
+    table = render_small_calls(rows, info)
+    write_json_atomic({"meta": info, "results": rows}, args.output_dir / f"compat_small_calls_{args.device}.json")
+    write_text_atomic(table, args.output_dir / f"compat_small_calls_{args.device}.md")
+    print(table)
+    return {"meta": info, "results": rows}
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 :class:`MiniSom` keeps MiniSom's constructor, defaults, methods, return types, warnings, exception types and the
 private attributes its users touch (``_weights``, ``_activation_map``, ``_xx``, ``_random_generator``, ...). For the
-same seed and data it returns MiniSom's numbers to float64 rounding, quirks included:
+same seed and data it returns MiniSom's numbers, quirks included:
 
 * ``chebyshev`` is max(x − w), without the abs;
 * the hexagonal U-matrix uses MiniSom's fixed neighbour offsets by column parity (wrong for even y);
@@ -11,11 +11,25 @@ same seed and data it returns MiniSom's numbers to float64 rounding, quirks incl
 * ``distortion_measure`` = Σ_i Σ_k h(c_i, k; σ)·‖x_i − w_k‖ (not squared, whatever MiniSom's docstring says);
 * ``quantization``/``quantization_error``/``topographic_error`` always use the euclidean distance.
 
-What changes is speed: the batched queries and ``train_batch_offline`` run vectorised over samples in
-memory-bounded chunks (:mod:`somtorch.bmu`), and online training runs the core's fast kernels
-(:mod:`somtorch.online`). Keyword-only extras ``device=`` and ``dtype=`` select the CPU (default, float64, exact
-parity) or CUDA (float32 allowed: equal up to float32 rounding). On the CPU ``_weights`` is the live NumPy array;
-on CUDA it returns a host copy and must be assigned wholesale to change the map.
+On the CPU in float64 the numbers are MiniSom's to the last bit, because each method uses MiniSom's formula in
+MiniSom's order where the result depends on it (:mod:`somtorch._minisom_search`): ``winner`` and the queries built
+on it (``win_map``, ``activation_response``, ``labels_map``, ``distortion_measure``) decide near-ties with
+``winner``'s ‖x − w‖; ``quantization``, ``quantization_error`` and ``topographic_error`` use MiniSom's expanded
+distance over one product of all rows; ``distance_map`` uses ``fast_norm``; ``train_batch_offline`` adds the
+samples in order. Two bounds remain, both on large inputs where MiniSom's own temporaries reach gigabytes:
+
+* ``quantization``/``quantization_error``/``topographic_error`` beyond 2²⁴ sample-unit pairs (N·M) take the exact
+  distance, ties to the lowest index; they differ from MiniSom only for samples whose two best units are within the
+  rounding of MiniSom's expanded formula (:func:`somtorch.bmu.near_tie_tolerance`);
+* ``train_batch_offline`` beyond 2²⁴ terms (N·M·D) sums per winner first: the weights agree to summation rounding
+  (4.4e-13 at N = 10⁴, 2.8e-11 at N = 10⁶ max abs, ``benchmarks/results/compat_cpu.md``).
+
+What changes is speed: the batched queries and ``train_batch_offline`` run vectorised over samples, in
+memory-bounded chunks past those sizes (:mod:`somtorch.bmu`), small calls use neither thread pools nor progress
+bars, and online training runs the core's fast kernels (:mod:`somtorch.online`). Keyword-only extras ``device=`` and
+``dtype=`` select the CPU (default, float64, exact parity) or CUDA (float32 allowed: equal up to float32 rounding,
+same BMU rule). On the CPU ``_weights`` is the live NumPy array; assigning it stores a copy. On CUDA it returns a
+host copy and must be assigned wholesale to change the map.
 """
 from __future__ import annotations
 
@@ -29,6 +43,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from . import _minisom_search as minisom_search
 from . import bmu as bmu_search
 from . import decay
 from ._inputs import DeviceSpec, resolve_device, resolve_dtype
@@ -53,6 +68,12 @@ _LEARNING_RATE_DECAY_NAMES = ("inverse_decay_to_zero", "linear_decay_to_zero", "
 _SIGMA_DECAY_NAMES = ("inverse_decay_to_one", "linear_decay_to_one", "asymptotic_decay")
 _NEIGHBORHOOD_NAMES = ("gaussian", "mexican_hat", "bubble", "triangle")
 _DISTANCE_NAMES = ("euclidean", "cosine", "manhattan", "chebyshev")
+# Rows per block of the vectorised MiniSom formulas that hold a (rows, M, D) difference array (32 MiB in float64).
+_BLOCK_ELEMENTS = 1 << 22
+# Up to this many N·M·D terms train_batch_offline adds the samples' contributions one after the other, as MiniSom
+# does (so its weights are MiniSom's to the bit); beyond, it sums per winner first (N·D + M²·D work instead of
+# N·M·D), which agrees to summation rounding (see the module docstring).
+_SEQUENTIAL_BATCH_TERMS = 1 << 24
 
 
 def fast_norm(x: np.ndarray) -> Any:
@@ -108,6 +129,30 @@ class _FacadeDistance:
         weights = W.detach().cpu().numpy().reshape(*self.map_shape, -1)
         rows = [np.asarray(self.function(x, weights), dtype=np.float64).reshape(-1) for x in X.detach().cpu().numpy()]
         return torch.as_tensor(np.stack(rows), dtype=W.dtype, device=W.device)
+
+    def exact_pairs(self, X: torch.Tensor, W: torch.Tensor) -> torch.Tensor:
+        """Σ (x − w)² for matching rows of X and W (P, D) → (P,): the euclidean near-tie re-check (CUDA path)."""
+        return self._core.exact_pairs(X, W)
+
+    def minisom_values(self, samples: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        """MiniSom's activation distance of every sample (B, D) to every unit of ``weights`` (x, y, D): (B, x·y).
+
+        The element operations and reductions are those of MiniSom's per-sample function, so the values are
+        MiniSom's to the bit (for a callable, it is called once per sample)."""
+        if self.function is not None:
+            return np.stack([np.asarray(self.function(x, weights), dtype=np.float64).reshape(-1) for x in samples])
+        x = samples[:, None, None, :]  # [B, 1, 1, D]
+        if self.name == "euclidean":
+            values = np.linalg.norm(np.subtract(x, weights), axis=-1)
+        elif self.name == "manhattan":
+            values = np.linalg.norm(np.subtract(x, weights), ord=1, axis=-1)
+        elif self.name == "chebyshev":
+            values = np.max(np.subtract(x, weights), axis=-1)
+        else:
+            sample_norms = np.array([np.linalg.norm(row) for row in samples])[:, None, None]  # 1-D norms use dot
+            denominator = np.multiply(np.linalg.norm(weights, axis=2)[None], sample_norms)
+            values = 1 - (weights[None] * x).sum(axis=3) / (denominator + COSINE_EPS)
+        return values.reshape(len(samples), -1)
 
     def single_numpy(self, x: np.ndarray, W: np.ndarray) -> np.ndarray:
         """Distance of one sample x (D,) to every neuron of W (M, D): (M,)."""
@@ -205,8 +250,9 @@ class MiniSom:
 
     @_weights.setter
     def _weights(self, values: Any) -> None:
+        """Assignment copies ``values``: training never writes into the caller's array."""
         if self._device.type == "cpu":
-            self._weight_store = np.asarray(values)
+            self._weight_store = np.array(values)
         else:
             self._weight_store = torch.as_tensor(np.asarray(values), dtype=self._dtype, device=self._device).contiguous()
 
@@ -243,6 +289,11 @@ class MiniSom:
         if isinstance(store, torch.Tensor):
             return store.reshape(self._n_neurons, -1)
         return torch.from_numpy(np.ascontiguousarray(store, dtype=_numpy_dtype(self._dtype))).reshape(self._n_neurons, -1)
+
+    def _weight_array(self) -> np.ndarray:
+        """CPU: the weights as a C-contiguous (M, D) array in the compute dtype (no copy when the store is one)."""
+        store = self._checked_store()
+        return np.ascontiguousarray(store, dtype=_numpy_dtype(self._dtype)).reshape(self._n_neurons, -1)
 
     def _live_weights(self) -> Union[np.ndarray, torch.Tensor]:
         """The (x, y, D) store ready for in-place updates: replaced once by a contiguous compute-dtype copy if needed."""
@@ -487,9 +538,10 @@ class MiniSom:
                 by_sample[index] = int(position[0]) * self._grid.y + int(position[1])
             forced = by_sample[order]
         decay_steps = np.arange(len(order)) // len(samples) if use_epochs else np.arange(len(order))
-        progress = tqdm(total=len(order), desc="train", unit="step", disable=None if verbose else True)
+        progress = tqdm(total=len(order), desc="train", unit="step", disable=None) if verbose else None
         self._train_online(samples, order, decay_steps, num_iteration, forced, progress)
-        progress.close()
+        if progress is not None:
+            progress.close()
         if verbose:
             print("\n quantization error:", self.quantization_error(data))  # MiniSom's verbose report
 
@@ -502,7 +554,7 @@ class MiniSom:
         self.train(data, num_iteration, random_order=False, verbose=verbose)
 
     def _train_online(self, samples: np.ndarray, order: np.ndarray, decay_steps: np.ndarray, total: int,
-                      forced: Optional[np.ndarray], progress: tqdm) -> None:
+                      forced: Optional[np.ndarray], progress: Optional[tqdm]) -> None:
         """Run the steps with the core kernels, or step by step through ``winner``/``update`` for a custom
         neighbourhood function (and for a callable distance on CUDA)."""
         name, distance = self._neighborhood_name(), self._facade_distance()
@@ -530,17 +582,19 @@ class MiniSom:
         run(slice(0, -1), progress)
         self._activate(samples[order[-1]])  # MiniSom's last winner() call sees the weights before the last update
         run(slice(-1, None), None)
-        progress.update(1)
+        if progress is not None:
+            progress.update(1)
 
     def _train_stepwise(self, samples: np.ndarray, order: np.ndarray, decay_steps: np.ndarray, total: int,
-                        forced: Optional[np.ndarray], progress: tqdm) -> None:
+                        forced: Optional[np.ndarray], progress: Optional[tqdm]) -> None:
         """MiniSom's own loop: ``winner`` then ``update`` per step, with whatever ``neighborhood`` and distance are set."""
         for t, index in enumerate(order):
             win = self.winner(samples[index])
             if forced is not None and forced[t] >= 0:
                 win = divmod(int(forced[t]), self._grid.y)
             self.update(samples[index], win, int(decay_steps[t]), total)
-            progress.update(1)
+            if progress is not None:
+                progress.update(1)
 
     # ------------------------------------------------------------------ batch training
     def train_batch_offline(self, data: Any, num_iteration: int, verbose: bool = False) -> None:
@@ -551,12 +605,22 @@ class MiniSom:
         samples = self._as_samples(data)
         X = self._on_device(samples)
         distance = self._facade_distance()
-        progress = tqdm(range(num_iteration), desc="train batch offline", unit="iteration", disable=None if verbose else True)
-        for iteration in progress:
+        iterations = range(num_iteration)  # a progress bar costs more than a small iteration: only when verbose
+        if verbose:
+            iterations = tqdm(iterations, desc="train batch offline", unit="iteration", disable=None)
+        on_cpu = self._device.type == "cpu"
+        for iteration in iterations:
             eta = self._learning_rate_decay_function(self._learning_rate, iteration, num_iteration)
             sigma = self._sigma_decay_function(self._sigma, iteration, num_iteration)
-            W = self._live_matrix()  # [M, D]
-            numerator, denominator = self._smooth(*self._sums_by_winner(X, W, distance), sigma)
+            # [M, D]: on the CPU the live NumPy array, updated with NumPy as in MiniSom
+            W = self._live_weights().reshape(self._n_neurons, -1) if on_cpu else self._live_matrix()
+            if on_cpu and samples.size * self._n_neurons <= _SEQUENTIAL_BATCH_TERMS:
+                numerator, denominator = self._sequential_sums(samples, sigma)
+            elif on_cpu:
+                sums = self._smooth(*self._sums_by_winner(X, torch.from_numpy(W), distance), sigma)
+                numerator, denominator = (part.numpy() for part in sums)
+            else:
+                numerator, denominator = self._smooth(*self._sums_by_winner(X, W, distance), sigma)
             hit = denominator > 0
             averages = numerator[hit] / denominator[hit][:, None]
             if iteration == num_iteration - 1:
@@ -565,10 +629,38 @@ class MiniSom:
         if verbose:
             print(f"Quantization Error: {self.quantization_error(data):.4f}")  # MiniSom's verbose report
 
+    def _sequential_sums(self, samples: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray]:
+        """Σ_n h(c_n, k; σ)·x_n (M, D) and Σ_n h(c_n, k; σ) (M,), adding sample after sample as MiniSom's loop does.
+
+        ``numpy.add.reduce`` over the sample axis accumulates in that order; each block of samples continues from
+        the previous total, which leads its block."""
+        winners = self._activation_bmus(samples)
+        numerator, denominator = np.zeros((1, self._n_neurons, samples.shape[1])), np.zeros((1, self._n_neurons))
+        rows = max(1, _BLOCK_ELEMENTS // numerator.size)
+        for part in bmu_search.iter_chunks(len(samples), rows):
+            h = self._neighborhood_rows_numpy(winners[part], sigma)  # [B, M]
+            terms = h[:, :, None] * samples[part, None, :]  # [B, M, D], MiniSom's g[:, :, newaxis] * sample
+            numerator = np.add.reduce(np.concatenate([numerator, terms]), axis=0, keepdims=True)
+            denominator = np.add.reduce(np.concatenate([denominator, h]), axis=0, keepdims=True)
+        return numerator[0], denominator[0]
+
+    def _neighborhood_rows_numpy(self, winners: np.ndarray, sigma: float) -> np.ndarray:
+        """h(c, k; σ) (float64, MiniSom's arithmetic) for each winner c (flat) and every neuron k: (len(winners), M)."""
+        name = self._neighborhood_name()
+        if name is not None:
+            return self._map_neighborhood(name, on_device=False).dense(winners, sigma)
+        return np.stack([np.asarray(self.neighborhood(divmod(int(c), self._grid.y), sigma), dtype=np.float64).reshape(-1)
+                         for c in winners])
+
     def _sums_by_winner(self, X: torch.Tensor, W: torch.Tensor, distance: _FacadeDistance) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-neuron sums of the samples each neuron wins (M, D) and its hit counts (M,)."""
+        """Per-neuron sums of the samples each neuron wins (M, D) and its hit counts (M,); winners as ``winner``."""
         sums, counts = torch.zeros_like(W), torch.zeros(W.shape[0], dtype=W.dtype, device=W.device)
-        bmu_search.accumulate_by_bmu(X, W, distance, bmu_search.DEFAULT_CHUNK_BYTES, sums, counts)
+        if self._device.type == "cpu":
+            winners = torch.from_numpy(self._activation_bmus(X.numpy()))
+            sums.index_add_(0, winners, X)
+            counts += torch.from_numpy(np.bincount(winners.numpy(), minlength=W.shape[0])).to(counts.dtype)
+        else:
+            bmu_search.accumulate_by_bmu(X, W, distance, bmu_search.DEFAULT_CHUNK_BYTES, sums, counts)
         return sums, counts
 
     def _smooth(self, sums: torch.Tensor, counts: torch.Tensor, sigma: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -593,40 +685,82 @@ class MiniSom:
 
     # ------------------------------------------------------------------ batched queries
     def _activation_bmus(self, samples: np.ndarray) -> np.ndarray:
-        """Flat index of every sample's winner under the activation distance: int64 (N,)."""
-        found = bmu_search.best_matching_units(self._on_device(samples), self._weight_matrix(), self._facade_distance())
-        return found.cpu().numpy()
+        """Flat index of the unit ``winner`` picks for every sample: int64 (N,).
+
+        CPU: MiniSom's own values (euclidean: candidates from the product, near-ties settled by ‖x − w‖; other
+        distances: MiniSom's formula vectorised over blocks of samples), so the pick is MiniSom's. CUDA: the core
+        search with the same rule in the compute dtype."""
+        distance = self._facade_distance()
+        if self._device.type != "cpu":
+            return bmu_search.best_matching_units(self._on_device(samples), self._weight_matrix(), distance).cpu().numpy()
+        weights = self._weight_array()  # [M, D]
+        if distance.is_euclidean:
+            return minisom_search.winner_nearest(samples, weights)
+        grid_weights = weights.reshape(self._grid.x, self._grid.y, -1)
+        rows = max(1, _BLOCK_ELEMENTS // weights.size)
+        return np.concatenate([distance.minisom_values(samples[part], grid_weights).argmin(axis=1)
+                               for part in bmu_search.iter_chunks(len(samples), rows)])
 
     def _positions(self, samples: np.ndarray) -> list[tuple[Any, Any]]:
         """(i, j) of every sample's winner, as the tuples of NumPy integers ``winner`` returns."""
         rows, cols = np.unravel_index(self._activation_bmus(samples), (self._grid.x, self._grid.y))
         return list(zip(rows, cols))
 
+    def _expanded_in_reach(self, samples: np.ndarray) -> bool:
+        """Whether MiniSom's expanded-formula queries can be reproduced bit for bit (CPU, one whole product)."""
+        return self._device.type == "cpu" and len(samples) * self._n_neurons <= minisom_search.WHOLE_PRODUCT_ELEMENTS
+
+    def _quantization_units(self, data: Any, samples: np.ndarray) -> np.ndarray:
+        """Flat index of every sample's unit under MiniSom's expanded distance (``_distance_from_weights``): (N,).
+        Beyond one whole product (see :mod:`somtorch._minisom_search`): the exact distance, ties to the lowest index."""
+        if not self._expanded_in_reach(samples):
+            euclidean = ActivationDistance("euclidean")
+            return bmu_search.best_matching_units(self._on_device(samples), self._weight_matrix(), euclidean).cpu().numpy()
+        samples_sq = minisom_search.squared_norms(np.asarray(data))  # MiniSom squares the data in its own dtype
+        return minisom_search.expanded_nearest(samples, self._weight_array(), samples_sq)
+
     def quantization(self, data: Any) -> np.ndarray:
-        """The weights of each sample's euclidean BMU: (N, D)."""
+        """The weights of each sample's BMU under sqrt(max(0, −2x·w + ‖x‖² + ‖w‖²)), MiniSom's formula: (N, D)."""
         samples = self._as_samples(data)
-        euclidean = ActivationDistance("euclidean")
-        found = bmu_search.best_matching_units(self._on_device(samples), self._weight_matrix(), euclidean).cpu().numpy()
-        return self._weights[np.unravel_index(found, (self._grid.x, self._grid.y))]
+        found = self._quantization_units(data, samples)
+        return self._weights.reshape(self._n_neurons, -1)[found]
 
     def quantization_error(self, data: Any) -> np.float64:
-        """Mean over samples of ‖x − w_bmu‖₂ with the euclidean BMU."""
+        """mean_n ‖x_n − quantization(x_n)‖₂, in MiniSom's order (``norm(data − q, axis=1).mean()``)."""
         samples = self._as_samples(data)
-        distances = bmu_search.quantization_distances(self._on_device(samples), self._weight_matrix())
-        return np.float64(distances.cpu().numpy().astype(np.float64).mean())
+        found = self._quantization_units(data, samples)
+        codebook = (self._weight_array() if self._device.type == "cpu" else self._weight_matrix().cpu().numpy())[found]  # [N, D]
+        diff = samples - codebook  # [N, D]
+        # linalg.norm(axis=1) and mean() spelled out: the same reductions without their Python wrappers
+        return np.float64(np.add.reduce(np.sqrt(np.add.reduce(diff * diff, axis=1))) / len(diff))
 
     def distortion_measure(self, data: Any) -> np.float64:
         """Σ_i Σ_k h(c_i, k; σ)·‖x_i − w_k‖₂ with σ the initial sigma and c_i the BMU under the activation distance
         (MiniSom's definition: the distance is not squared)."""
         samples = self._as_samples(data)
+        winners = self._activation_bmus(samples)
+        self._keep_last_activation(samples[-1])
+        if self._device.type != "cpu":
+            return self._distortion_on_device(samples, winners)
+        weights = self._weight_array()  # [M, D]
+        per_sample = np.empty(len(samples))
+        rows = max(1, _BLOCK_ELEMENTS // weights.size)
+        for part in bmu_search.iter_chunks(len(samples), rows):
+            diff = samples[part, None, :] - weights[None]  # [B, M, D]
+            gaps = np.sqrt(np.add.reduce(diff * diff, axis=-1))  # MiniSom's norm(d − w, axis=2)
+            h = self._neighborhood_rows_numpy(winners[part], self._sigma)  # [B, M]
+            per_sample[part] = np.multiply(h, gaps).sum(axis=1)
+        return np.float64(np.cumsum(per_sample)[-1])  # MiniSom adds the samples' terms one after the other
+
+    def _distortion_on_device(self, samples: np.ndarray, winners: np.ndarray) -> np.float64:
+        """distortion_measure on CUDA, chunk by chunk in the compute dtype."""
         X, W = self._on_device(samples), self._weight_matrix()
-        winners = torch.as_tensor(self._activation_bmus(samples), device=self._device)
+        winners_t = torch.as_tensor(winners, device=self._device)
         rows = bmu_search.chunk_rows(self._n_neurons, W.element_size(), bmu_search.DEFAULT_CHUNK_BYTES // 2, self._device)
         total = 0.0
         for part in bmu_search.iter_chunks(len(samples), rows):
             gaps = torch.cdist(X[part], W, compute_mode="donot_use_mm_for_euclid_dist")  # [rows, M], exact differences
-            total += float((self._neighborhood_rows(winners[part], self._sigma) * gaps).sum())
-        self._keep_last_activation(samples[-1])
+            total += float((self._neighborhood_rows(winners_t[part], self._sigma) * gaps).sum())
         return np.float64(total)
 
     def topographic_error(self, data: Any) -> np.float64:
@@ -636,7 +770,11 @@ class MiniSom:
         if np.prod(self._activation_map.shape) == 1:
             warnings.warn("The topographic error is not defined for a 1-by-1 map.", stacklevel=2)
             return np.float64(np.nan)
-        best = bmu_search.two_best_units(self._on_device(samples), self._weight_matrix()).cpu().numpy()  # [N, 2]
+        if self._expanded_in_reach(samples):
+            samples_sq = minisom_search.squared_norms(np.asarray(data))
+            best = minisom_search.expanded_two_nearest(samples, self._weight_array(), samples_sq)  # [N, 2]
+        else:
+            best = bmu_search.two_best_units(self._on_device(samples), self._weight_matrix()).cpu().numpy()
         if self.topology == "hexagonal":
             xx, yy = self._grid.xx.ravel(), self._grid.yy.ravel()
             dx, dy = xx[best[:, 0]] - xx[best[:, 1]], yy[best[:, 0]] - yy[best[:, 1]]
@@ -663,7 +801,7 @@ class MiniSom:
                 ni, nj = ii + di, jj + dj
                 inside = column & (ni >= 0) & (ni < nx) & (nj >= 0) & (nj < ny)
                 diff = weights[ii[inside], jj[inside]] - weights[ni[inside], nj[inside]]  # [n, D]
-                gaps[ii[inside], jj[inside], slot] = np.sqrt(np.einsum("nd,nd->n", diff, diff))
+                gaps[ii[inside], jj[inside], slot] = [fast_norm(d) for d in diff]  # MiniSom's BLAS dot, per pair
         um = np.nanmean(gaps, axis=2) if scaling == "mean" else np.nansum(gaps, axis=2)
         return um / um.max()
 

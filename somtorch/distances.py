@@ -8,8 +8,9 @@ For a sample x (D,) and weights w (M, D):
 * ``chebyshev``:  max |x − w|                 (MiniSom 2.3.6 omits the abs; the native SOM does not)
 * a callable ``f(X, W) -> (B, M)`` taking torch tensors X (B, D) and W (M, D).
 
-Each distance offers ``scores`` (any row-wise monotone transform of the distance, cheapest for argmin) and
-``distances`` (the true values). The euclidean score is ‖w‖² − 2x·w, one ``addmm`` (the chunked search in
+Each distance offers ``scores`` (any row-wise monotone transform of the distance, cheapest for argmin),
+``distances`` (the true values) and ``exact_pairs`` (the euclidean formula that decides near-ties of the
+product-based score, Σ (x − w)² from the differences). The euclidean score is ‖w‖² − 2x·w, one ``addmm`` (the chunked search in
 :mod:`somtorch.bmu` writes it into a reused buffer); ‖x‖² is constant per row and irrelevant to the argmin.
 """
 from __future__ import annotations
@@ -63,6 +64,18 @@ class ActivationDistance:
             denominator = W.norm(dim=1)[None, :] * X.norm(dim=1, keepdim=True) + COSINE_EPS
             return 1 - (X @ W.T) / denominator
         return self.distances(X, W)
+
+    def exact_pairs(self, X: torch.Tensor, W: torch.Tensor) -> torch.Tensor:
+        """Σ_d (x_d − w_d)² for matching rows of X (P, D) and W (P, D) → (P,): the euclidean distance from the
+        differences (no cancellation), which decides near-ties of the score ‖w‖² − 2x·w. On a CPU it is NumPy's
+        sum, as in :meth:`single_numpy`, the same sum as the per-sample search."""
+        if not self.is_euclidean:
+            raise ValueError(f"exact_pairs is the euclidean re-check; activation_distance={self.name!r} scores exactly")
+        if X.device.type == "cpu":
+            d = X.numpy() - W.numpy()
+            return torch.from_numpy(np.add.reduce(d * d, axis=-1))
+        d = X - W
+        return (d * d).sum(1)
 
     def single_numpy(self, x: np.ndarray, W: np.ndarray) -> np.ndarray:
         """Distance of one sample x (D,) to every neuron, weights W (M, D) → (M,), on NumPy arrays.

@@ -138,8 +138,8 @@ class SOM:
         return self._weights.detach().cpu().numpy().copy()
 
     def set_weights(self, weights: Any) -> None:
-        """Replace the weights with an (x, y, D) array or tensor."""
-        values = torch.as_tensor(np.asarray(weights.cpu() if isinstance(weights, torch.Tensor) else weights, dtype=np.float64))
+        """Replace the weights with a copy of an (x, y, D) array or tensor (training never writes into ``weights``)."""
+        values = torch.tensor(np.asarray(weights.detach().cpu() if isinstance(weights, torch.Tensor) else weights, dtype=np.float64))
         expected = (self.x, self.y, self.input_len)
         if tuple(values.shape) != expected:
             raise ValueError(f"weights must have shape {expected}; got {tuple(values.shape)}")
@@ -418,7 +418,7 @@ class SOM:
     def state_dict(self) -> dict[str, Any]:
         """Weights, hyperparameters and the RandomState, as tensors and plain values (``weights_only``-loadable)."""
         kind, keys, pos, has_gauss, cached = self._rng.get_state()
-        return {"format": FILE_FORMAT, "hyperparameters": self.hyperparameters(), "weights": self._weights.detach().cpu(),
+        return {"format": FILE_FORMAT, "hyperparameters": self.hyperparameters(), "weights": self._weights.detach().cpu().clone(),
                 "rng": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
                         "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}}
 
