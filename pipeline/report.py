@@ -207,6 +207,7 @@ def run_metrics(
             "units": [int(n) for n in units_per_cluster],
             "neurons": [int(n) for n in np.bincount(clusters.labels.ravel(), minlength=clusters.n_clusters)],
         },
+        "map_shape": [int(segmenter.som_.x), int(segmenter.som_.y)],
         "empty_neurons": int((hits == 0).sum()),
         "timings_s": {stage: round(float(seconds), 4) for stage, seconds in timings.items()},
         "device": str(segmenter.som_.device),

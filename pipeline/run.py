@@ -228,7 +228,7 @@ def report_overview(metrics: Mapping[str, Any], config: Mapping[str, Any]) -> di
         "segments": metrics["n_segments"],
         "outlier groups": metrics["n_outlier_groups"],
         "clustering": metrics["clustering_method"],
-        "map": f"{metrics['config'].get('som', {}).get('x', '?')} × {metrics['config'].get('som', {}).get('y', '?')}",
+        "map": " × ".join(str(side) for side in metrics["map_shape"]),
         "quantization error": round(metrics["quantization_error"], 4),
         "topographic error": round(metrics["topographic_error"], 4),
         "seed": metrics["seed"],

@@ -130,6 +130,7 @@ def test_a_2x2_sweep_runs_every_job_and_lists_a_failure(tmp_path):
     sweep_dir = tmp_path / "sweep"
     completed = run_script(
         "train.py", "-m", *QUICK, "plots.enabled=false", "som.x=4,6", "clustering.n_clusters=3,30",
+        "clustering.min_segment_share=0",
         f"hydra.sweep.dir={sweep_dir}",
     )
     assert completed.returncode == 1, "a failed job makes the sweep exit with status 1"

@@ -565,7 +565,7 @@ BAD_CALLS = {
     ),
     "too few segment names": (
         lambda m, p: plot_dendrogram(
-            m.clusters.linkage, p, leaf_segments=m.clusters.labels.ravel(), segment_names=["only one"]
+            m.clusters.linkage, p, leaf_segments=m.clusters.leaf_labels, segment_names=["only one"]
         ),
         ValueError, "1 names but leaf_segments holds segment 2",
     ),

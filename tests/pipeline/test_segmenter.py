@@ -139,7 +139,8 @@ def test_other_modes_and_inits_are_deterministic(training_raw: pd.DataFrame, mod
     first = CustomerSegmenter("behavioural", **FIT_ARGUMENTS, mode=mode, init=init, epochs=4).fit(training_raw)
     second = CustomerSegmenter("behavioural", **FIT_ARGUMENTS, mode=mode, init=init, epochs=4).fit(training_raw)
     np.testing.assert_array_equal(first.som_.get_weights(), second.som_.get_weights())
-    untrained = CustomerSegmenter("behavioural", **{**FIT_ARGUMENTS, "iters": 1}).fit(training_raw)
+    untrained_arguments = {**FIT_ARGUMENTS, "iters": 1, "init": "random_unit"}
+    untrained = CustomerSegmenter("behavioural", **untrained_arguments).fit(training_raw)
     assert first.quantization_error_ < 0.9 * untrained.quantization_error_
 
 
