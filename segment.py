@@ -3,7 +3,7 @@
     python segment.py outputs/<date>/<time>/model.pt new_transactions.csv --output-dir scored/
 
 The file goes through the trained run's own cleaning, encoding and scaling; each kept row gets the cluster of its
-best-matching neuron. Writes ``segments.csv`` (row_id, customer id, bmu_i, bmu_j, cluster) and ``dropped_rows.csv``
+best-matching neuron. Writes ``scored_rows.csv`` (row_id, customer id, bmu_i, bmu_j, cluster) and ``dropped_rows.csv``
 (every removed row with its reason) into the output folder, and prints a JSON summary (counts, cluster sizes).
 """
 from __future__ import annotations
@@ -27,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("model", help="model.pt written by train.py (in its run folder)")
     parser.add_argument("data", help="transactions file (.csv, .csv.gz or .parquet) with the training data's columns")
     parser.add_argument(
-        "--output-dir", default="segments", help="folder for segments.csv and dropped_rows.csv (default: segments)"
+        "--output-dir", default="segments", help="folder for scored_rows.csv and dropped_rows.csv (default: segments)"
     )
     return parser
 

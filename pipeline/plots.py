@@ -635,9 +635,11 @@ def _draw_labelled_markers(
         rows = _count_text(int(pair_rows[chosen].sum()), "row")
         handles.append(Line2D([], [], marker=marker, markersize=9, markerfacecolor="none", markeredgewidth=1.5,
                               color=colors[value], linestyle="none", label=f"{texts[value]} ({rows})"))
-    ax.legend(
-        handles=_capped_legend_handles(handles), title="segment", loc="upper center", bbox_to_anchor=(0.5, -0.08),
-        ncol=min(label_count, 4), fontsize="small",
+    # A figure legend placed "outside": constrained layout reserves its room, so long segment names never squeeze
+    # the map away (an axes legend anchored below it collapsed the axes at low dpi).
+    ax.figure.legend(
+        handles=_capped_legend_handles(handles), title="segment", loc="outside lower center",
+        ncol=min(label_count, 2), fontsize="small",
     )
 
 

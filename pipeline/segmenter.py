@@ -545,9 +545,9 @@ def read_raw_table(path: str | os.PathLike, schema: str) -> pd.DataFrame:
 def segment_file(
     model_path: str | os.PathLike, data_path: str | os.PathLike, output_dir: str | os.PathLike
 ) -> dict[str, Any]:
-    """Segment a transactions file with a saved model; write ``segments.csv`` and ``dropped_rows.csv``.
+    """Segment a transactions file with a saved model; write ``scored_rows.csv`` and ``dropped_rows.csv``.
 
-    ``segments.csv``: one row per kept input row, ``row_id, <id>, bmu_i, bmu_j, cluster``; ``dropped_rows.csv``:
+    ``scored_rows.csv``: one row per kept input row, ``row_id, <id>, bmu_i, bmu_j, cluster``; ``dropped_rows.csv``:
     ``row_id, <id>, reason`` and the raw values of every removed row. Both are written atomically, only after
     the whole file was segmented. Returns counts, cluster sizes and the paths written.
     """
@@ -561,7 +561,7 @@ def segment_file(
             f"row accounting broken: {len(raw)} rows in != {len(segments)} segmented + {len(dropped)} dropped"
         )
     out = Path(output_dir)
-    segments_path = write_csv_atomic(segments, out / "segments.csv")
+    segments_path = write_csv_atomic(segments, out / "scored_rows.csv")
     dropped_path = write_csv_atomic(dropped, out / "dropped_rows.csv")
     sizes = np.bincount(segments["cluster"].to_numpy(), minlength=segmenter.neuron_clusters_.n_clusters)
     logger.info("segmented %d of %d rows of %s into %s", len(segments), len(raw), data_path, out)
@@ -570,7 +570,7 @@ def segment_file(
         "rows_segmented": len(segments),
         "rows_dropped": len(dropped),
         "cluster_sizes": [int(size) for size in sizes],
-        "segments_csv": str(segments_path),
+        "scored_rows_csv": str(segments_path),
         "dropped_rows_csv": str(dropped_path),
     }
 

@@ -104,7 +104,7 @@ def test_scoring_cli_segments_new_rows_like_the_training_run(quick_run, tmp_path
     completed = run_script("segment.py", str(quick_run / "model.pt"), str(transactions), "--output-dir", str(tmp_path / "scored"))
     assert completed.returncode == 0, completed.stderr[-3000:]
     summary = json.loads(completed.stdout)
-    segments = pd.read_csv(tmp_path / "scored" / "segments.csv")
+    segments = pd.read_csv(tmp_path / "scored" / "scored_rows.csv")
     dropped = pd.read_csv(tmp_path / "scored" / "dropped_rows.csv")
     n_input = len(pd.read_csv(transactions))
     assert len(segments) + len(dropped) == n_input == summary["rows_in"]

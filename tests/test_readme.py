@@ -100,7 +100,7 @@ def test_quick_start_training_and_the_scoring_example_run(tmp_path):
     assert completed.returncode == 0, completed.stderr[-3000:]
     summary = json.loads(completed.stdout)
     assert summary["rows_in"] == summary["rows_segmented"] + summary["rows_dropped"]
-    assert (run_dir / "scored" / "segments.csv").is_file() and (run_dir / "scored" / "dropped_rows.csv").is_file()
+    assert (run_dir / "scored" / "scored_rows.csv").is_file() and (run_dir / "scored" / "dropped_rows.csv").is_file()
 
 
 @pytest.mark.parametrize("command", train_commands())

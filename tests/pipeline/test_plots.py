@@ -440,10 +440,10 @@ def test_u_matrix_markers_read_on_dark_cells_at_every_dpi(
         sizes = marker.get_sizes()
         assert all(sizes[a] >= sizes[b] for a in range(rows.size) for b in range(rows.size) if rows[a] > rows[b])
     counts = np.bincount(row_segments, minlength=3)
-    assert [text.get_text() for text in ax.get_legend().get_texts()] == [
+    assert [text.get_text() for text in ax.figure.legends[0].get_texts()] == [
         f"S{s}: {name} ({counts[s]} rows)" for s, name in enumerate(names)
     ]
-    assert ax.get_legend().get_title().get_text() == "segment"
+    assert ax.figure.legends[0].get_title().get_text() == "segment"
 
 
 def test_u_matrix_marker_colours_follow_segment_ids_even_with_a_segment_missing(small_map: SmallMap) -> None:
@@ -453,10 +453,10 @@ def test_u_matrix_marker_colours_follow_segment_ids_even_with_a_segment_missing(
     markers = [c for c in ax.collections if isinstance(c, PathCollection) and c.get_gid() != HALO_GID]
     assert [to_hex(c.get_edgecolor()[0]) for c in markers] == [cluster_palette(4)[0], cluster_palette(4)[3]]
     counts = np.bincount(row_segments)
-    assert [t.get_text() for t in ax.get_legend().get_texts()] == [f"S0 ({counts[0]} rows)", f"S3 ({counts[3]} rows)"]
+    assert [t.get_text() for t in ax.figure.legends[0].get_texts()] == [f"S0 ({counts[0]} rows)", f"S3 ({counts[3]} rows)"]
     named = u_matrix_figure(small_map.distance_map, small_map.coords, small_map.topology, bmu_ij=small_map.bmu_ij,
                             marker_labels=np.where(row_segments == 0, "north", "south")).axes[0]
-    assert [t.get_text() for t in named.get_legend().get_texts()] == [
+    assert [t.get_text() for t in named.figure.legends[0].get_texts()] == [
         f"north ({counts[0]} rows)", f"south ({counts[3]} rows)"
     ]
 

@@ -107,7 +107,7 @@ def test_segment_file_writes_segments_and_dropped_rows(
     data_path = tmp_path / "new.csv"
     raw.to_csv(data_path, index=False)
     summary = segment_file(saved_model, data_path, tmp_path / "scored")
-    segments = pd.read_csv(tmp_path / "scored" / "segments.csv")
+    segments = pd.read_csv(tmp_path / "scored" / "scored_rows.csv")
     dropped = pd.read_csv(tmp_path / "scored" / "dropped_rows.csv")
     assert list(segments.columns) == ["row_id", "customerID", "bmu_i", "bmu_j", "cluster"]
     assert summary["rows_in"] == len(raw) == len(segments) + len(dropped)
