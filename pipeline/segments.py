@@ -182,11 +182,21 @@ def describe_segments(
 
 
 def feature_label(column: str) -> FeatureLabel:
-    """The readable label of a feature: a known name, ``share_X`` as "X share", else the column name itself."""
+    """The readable label of a feature: a known name; a category share ``share_C!=v`` (customers whose C is not
+    the most frequent value v) as "C other than v" and ``share_C=v`` as "C v"; ``share_X`` as "X share"; else the
+    column name itself."""
     if column in KNOWN_FEATURES:
         return KNOWN_FEATURES[column]
     if column.startswith("share_"):
-        return FeatureLabel(f"{column[len('share_'):].replace('_', ' ')} share", SHARE)
+        share_of = column[len("share_"):]
+        if "!=" in share_of:
+            source, value = share_of.split("!=", 1)
+            return FeatureLabel(f"{source} other than {value}", SHARE, f"Outside {value}", f"Mostly {value}",
+                                group=source)
+        if "=" in share_of:
+            source, value = share_of.split("=", 1)
+            return FeatureLabel(f"{source} {value}", SHARE, f"Many from {value}", f"Few from {value}", group=source)
+        return FeatureLabel(f"{share_of.replace('_', ' ')} share", SHARE)
     return FeatureLabel(column)
 
 

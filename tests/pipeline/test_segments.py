@@ -249,3 +249,13 @@ def test_unknown_flag_column_reads_as_a_share():
 def test_bad_arguments_raise_value_errors_naming_them(change, message):
     with pytest.raises(ValueError, match=message):
         describe(**change)
+
+
+def test_category_share_columns_read_as_their_category() -> None:
+    outside = feature_label("share_Country!=United Kingdom")
+    assert (outside.label, outside.high, outside.low) == (
+        "Country other than United Kingdom", "Outside United Kingdom", "Mostly United Kingdom")
+    germany = feature_label("share_Country=Germany")
+    assert (germany.label, germany.high, germany.group) == ("Country Germany", "Many from Germany", "Country")
+    assert feature_label("share_fmcg").label == "FMCG share"
+    assert feature_label("share_some_token").label == "some token share"
