@@ -74,11 +74,12 @@ def main(cfg: DictConfig) -> float:
 
 def segment_summary(metrics: dict, output_dir: Path) -> str:
     """The lines printed at the end of a single run: each segment's name and share, and where the report is."""
-    lines = [f"{metrics['n_segments']} segments of {metrics['customers']:,} customers "
+    units = "customers" if metrics["unit_level"] == "customer" else "transactions"
+    lines = [f"{metrics['n_segments']} segments of {metrics['units']:,} {units} "
              f"(QE {metrics['quantization_error']:.3f}, TE {metrics['topographic_error']:.3f}):"]
     for segment in metrics["segments"]:
         lines.append(f"  {segment['segment']:>2}  {segment['name']}  "
-                     f"({segment['customer_share']:.1%} of customers, {segment['revenue_share']:.1%} of revenue)")
+                     f"({segment['customer_share']:.1%} of {units}, {segment['revenue_share']:.1%} of revenue)")
     lines.append(f"report: {output_dir / 'report.html'}")
     return "\n".join(lines)
 
