@@ -26,7 +26,8 @@ Data-quality rules (so that data errors never become segments of their own):
   store's state.
 - **Extreme values** are not removed here: the scaler caps standardised values (``pipeline.encoding``) and
   scales in float64 without overflow. Only values float64 cannot hold (``1e400`` -> inf, or a quantity *
-  unit_price product that overflows) drop their row with a reason.
+  unit_price product that overflows), and values so large that a sum over the table's n rows could overflow
+  (|v| > float64 max / n), drop their row with a reason.
 - **Dirty cells** (a non-numeric number, an unparseable date, a header line repeated inside the file) drop
   their row with a reason naming the column and the value, e.g. ``"non-numeric sale_price_after_promo '12,5x'"``.
   A column whose non-blank cells are mostly (> ``MAX_UNPARSEABLE_SHARE``) unparseable is a wrong column
@@ -326,6 +327,7 @@ def _clean_generic_rows(raw: pd.DataFrame, spec: _TransactionMapping, ledger: _D
         with np.errstate(over="ignore", invalid="ignore"):
             parsed[AMOUNT] = parsed[QUANTITY] * parsed[UNIT_PRICE]
         ledger.drop(~np.isfinite(parsed[AMOUNT]), f"amount {spec.quantity} * {spec.unit_price} overflows float64")
+        _drop_unsummable(parsed[AMOUNT], AMOUNT, parsed[AMOUNT].astype(str), ledger)
     if spec.invoice:
         parsed[INVOICE] = _as_text(raw[spec.invoice])
         ledger.drop(parsed[INVOICE].isna(), f"missing {spec.invoice}")
@@ -380,9 +382,18 @@ def _parse_number(values: pd.Series, column: str, ledger: _DropLedger, *, intege
     ledger.drop(text.isna(), f"missing {column}")
     ledger.drop(numbers.isna(), _quoted(f"non-numeric {column}", text))
     ledger.drop(np.isinf(numbers), _quoted(f"non-finite {column}", text))
+    _drop_unsummable(numbers, column, text, ledger)
     if integer:
         ledger.drop(numbers % 1 != 0, _quoted(f"non-integer {column}", text))
     return numbers
+
+
+def _drop_unsummable(numbers: pd.Series, column: str, text: pd.Series, ledger: _DropLedger) -> None:
+    """Drop finite values too large to add up: |v| > float64 max / n (n = rows), so that no feature's sum over
+    any subset of the rows (a customer's total spend) can overflow to inf. 1e300 passes up to ~1.8e8 rows."""
+    limit = np.finfo(np.float64).max / max(len(numbers), 1)
+    too_large = np.isfinite(numbers) & (numbers.abs() > limit)
+    ledger.drop(too_large, _quoted(f"too large {column}", text) + f" (a sum over {len(numbers)} rows could overflow)")
 
 
 def _is_numeric(values: pd.Series) -> bool:

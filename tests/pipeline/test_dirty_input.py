@@ -160,6 +160,18 @@ def test_value_float64_cannot_hold_drops_the_row(value: str, kept: bool) -> None
         assert reasons == {4: f"non-finite spend '{value}'"}
 
 
+@pytest.mark.parametrize("n_rows", [10, 300])
+def test_values_too_large_to_sum_are_dropped(n_rows: int) -> None:
+    """Kept amounts always sum to a finite total (float64 max is ~1.797e308), whatever their signs."""
+    raw = generic_frame(n_rows)
+    raw.loc[[0, 1, 2], "spend"] = ["1.7e308", "-1.7e308", "1e300"]
+    result = clean_generic(raw, MAPPING)
+    reason = "too large spend '{}' (a sum over " + f"{n_rows} rows could overflow)"
+    assert reasons_by_row(result) == {0: reason.format("1.7e308"), 1: reason.format("-1.7e308")}
+    assert math.isfinite(math.fsum(abs(v) for v in result.clean["amount"]))
+    assert np.isfinite(result.clean.groupby("customer_id")["amount"].sum()).all()
+
+
 def test_quantity_times_price_overflow_drops_the_row() -> None:
     raw = retail_frame()
     raw.loc[2, ["Quantity", "UnitPrice"]] = [1e200, 1e200]
@@ -245,15 +257,17 @@ def test_dirty_generic_csv_runs_and_accounts_for_every_row(tmp_path: Path) -> No
     raw.loc[42, "items"] = "three"
     raw.loc[77, "spend"] = "12,5x"
     raw.loc[120, "spend"] = "1e400"
+    raw.loc[[0, 60], "spend"] = "1.7e308"  # client C0 twice: its total would be inf
     path = tmp_path / "sales.csv"
     raw.to_csv(path, index=False)
     with_repeated_header(path, 200)
     run(tiny_config(tmp_path / "out", data__source="file", data__path=str(path), data__schema="generic",
                     data__columns=MAPPING, features__name="customer", **FAST_RUN))
     _, dropped = assert_rows_accounted(tmp_path / "out", len(raw) + 1)
+    too_large = "too large spend '1.7e308' (a sum over 301 rows could overflow)"
     assert dict(zip(dropped["row_id"], dropped["reason"])) == {
         42: "non-numeric items 'three'", 77: "non-numeric spend '12,5x'", 120: "non-finite spend '1e400'",
-        199: "unparseable day 'day'",
+        199: "unparseable day 'day'", 0: too_large, 60: too_large,
     }
 
 
