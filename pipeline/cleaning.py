@@ -24,7 +24,17 @@ Data-quality rules (so that data errors never become segments of their own):
 - **State** (Big Bazaar) is kept, upper-cased with runs of blanks collapsed; blanks and placeholders
   (``DUMMY``, ``X``, ``OTHER``, ``NA``) become missing. The customer feature set compares it with the
   store's state.
-- **Extreme values** are not removed here: the scaler caps standardised values (``pipeline.encoding``).
+- **Extreme values** are not removed here: the scaler caps standardised values (``pipeline.encoding``) and
+  scales in float64 without overflow. Only values float64 cannot hold (``1e400`` -> inf, or a quantity *
+  unit_price product that overflows), and values so large that a sum over the table's n rows could overflow
+  (|v| > float64 max / n), drop their row with a reason.
+- **Dirty cells** (a non-numeric number, an unparseable date, a header line repeated inside the file) drop
+  their row with a reason naming the column and the value, e.g. ``"non-numeric sale_price_after_promo '12,5x'"``.
+  A column whose non-blank cells are mostly (> ``MAX_UNPARSEABLE_SHARE``) unparseable is a wrong column
+  mapping, not dirt: ValueError naming the column.
+- **Customer ids** (Big Bazaar) are ``BBID_`` + ASCII digits; an id with other digits (``'BBID_２０４８２'``) is
+  dropped, never merged with the ASCII customer.
+- **An empty table** (header only) raises ValueError starting with ``"no data rows"``.
 """
 from __future__ import annotations
 
@@ -65,6 +75,9 @@ BIGBAZAAR_CLEAN_COLUMNS = (
 DEFAULT_AGE_RANGE = (14, 100)
 STATE_PLACEHOLDERS = ("DUMMY", "X", "OTHER", "NA")
 PROMO_CODE_WORDS = {"NONPROMO": 0, "LOCALPROMO": 1}
+NON_ASCII_ID_REASON = "customerID is not BBID_ + ASCII digits:"
+# A numeric or date column with more unparseable than parseable non-blank cells is a wrong column mapping.
+MAX_UNPARSEABLE_SHARE = 0.5
 
 MAPPING_KEYS = ("id", "date", "date_format", "amount", "quantity", "unit_price", "invoice", "categoricals", "numerics")
 
@@ -148,12 +161,16 @@ def clean_bigbazaar(
     """
     age_bounds = _check_age_range(age_range)
     require_columns(raw, BIGBAZAAR_COLUMNS, what="Big Bazaar transactions")
+    _require_data_rows(raw)
     raw = with_row_id(raw)
     ledger = _DropLedger(raw.index)
 
     customer_text = _as_text(raw["customerID"])
-    customer_digits = customer_text.str.extract(r"^(?:BBID_)?(\d{1,18})$", expand=False)
+    # [0-9], not \d: Unicode digits ('BBID_２０４８２') must not be read as, and merged with, ASCII customer 20482
+    customer_digits = customer_text.str.extract(r"^(?:BBID_)?([0-9]{1,18})$", expand=False)
     ledger.drop(customer_text.isna(), "missing customerID")
+    non_ascii_digits = customer_text.str.contains(r"(?![0-9])\d", regex=True).fillna(False).astype(bool)
+    ledger.drop(customer_digits.isna() & non_ascii_digits, _quoted(NON_ASCII_ID_REASON, customer_text))
     ledger.drop(customer_digits.isna(), _quoted("unparseable customerID", customer_text))
 
     missing_dob, missing_pincode = _as_text(raw["DOB"]).isna(), _as_text(raw["PinCode"]).isna()
@@ -296,6 +313,7 @@ class _TransactionMapping:
 def _clean_generic_rows(raw: pd.DataFrame, spec: _TransactionMapping, ledger: _DropLedger) -> pd.DataFrame:
     """Parse the mapped columns of every raw row, recording drop reasons; returns canonical columns."""
     require_columns(raw, spec.source_columns(), what="transactions table (per the column mapping)")
+    _require_data_rows(raw)
     customer_id = _parse_customer_id(raw[spec.id])
     ledger.drop(customer_id.isna(), f"missing {spec.id}")
     parsed: dict[str, pd.Series] = {ROW_ID: raw[ROW_ID], CUSTOMER_ID: customer_id}
@@ -306,7 +324,10 @@ def _clean_generic_rows(raw: pd.DataFrame, spec: _TransactionMapping, ledger: _D
         if column:
             parsed[role] = _parse_number(raw[column], column, ledger, integer=False)
     if not spec.amount:
-        parsed[AMOUNT] = parsed[QUANTITY] * parsed[UNIT_PRICE]
+        with np.errstate(over="ignore", invalid="ignore"):
+            parsed[AMOUNT] = parsed[QUANTITY] * parsed[UNIT_PRICE]
+        ledger.drop(~np.isfinite(parsed[AMOUNT]), f"amount {spec.quantity} * {spec.unit_price} overflows float64")
+        _drop_unsummable(parsed[AMOUNT], AMOUNT, parsed[AMOUNT].astype(str), ledger)
     if spec.invoice:
         parsed[INVOICE] = _as_text(raw[spec.invoice])
         ledger.drop(parsed[INVOICE].isna(), f"missing {spec.invoice}")
@@ -332,6 +353,12 @@ def _assemble(raw: pd.DataFrame, clean: pd.DataFrame, ledger: _DropLedger, *, id
     return result
 
 
+def _require_data_rows(raw: pd.DataFrame) -> None:
+    """Raise ValueError("no data rows ...") for a table without rows; callers prefix the file name."""
+    if len(raw) == 0:
+        raise ValueError(f"no data rows: the table has only its header ({raw.shape[1]} columns)")
+
+
 def _as_text(values: pd.Series) -> pd.Series:
     """Values as stripped text (object dtype), with missing and blank values as None."""
     text = values.astype("string").str.strip()
@@ -351,12 +378,22 @@ def _parse_number(values: pd.Series, column: str, ledger: _DropLedger, *, intege
         numbers = values.astype(np.float64)
     else:
         numbers = pd.to_numeric(text, errors="coerce").astype(np.float64)
+    _check_mostly_parseable(column, text, numbers.isna(), "numbers")
     ledger.drop(text.isna(), f"missing {column}")
     ledger.drop(numbers.isna(), _quoted(f"non-numeric {column}", text))
     ledger.drop(np.isinf(numbers), _quoted(f"non-finite {column}", text))
+    _drop_unsummable(numbers, column, text, ledger)
     if integer:
         ledger.drop(numbers % 1 != 0, _quoted(f"non-integer {column}", text))
     return numbers
+
+
+def _drop_unsummable(numbers: pd.Series, column: str, text: pd.Series, ledger: _DropLedger) -> None:
+    """Drop finite values too large to add up: |v| > float64 max / n (n = rows), so that no feature's sum over
+    any subset of the rows (a customer's total spend) can overflow to inf. 1e300 passes up to ~1.8e8 rows."""
+    limit = np.finfo(np.float64).max / max(len(numbers), 1)
+    too_large = np.isfinite(numbers) & (numbers.abs() > limit)
+    ledger.drop(too_large, _quoted(f"too large {column}", text) + f" (a sum over {len(numbers)} rows could overflow)")
 
 
 def _is_numeric(values: pd.Series) -> bool:
@@ -370,9 +407,25 @@ def _parse_date(values: pd.Series, column: str, ledger: _DropLedger, *, date_for
     else:
         parsed = pd.to_datetime(_as_text(values), format=date_format, errors="coerce")
     text = _as_text(values)
+    _check_mostly_parseable(column, text, parsed.isna(), f"dates ({date_format})")
     ledger.drop(text.isna(), f"missing {column}")
     ledger.drop(parsed.isna(), _quoted(f"unparseable {column}", text))
     return parsed
+
+
+def _check_mostly_parseable(column: str, text: pd.Series, unparsed: pd.Series, kind: str) -> None:
+    """Raise ValueError when more than ``MAX_UNPARSEABLE_SHARE`` of the non-blank cells of ``column`` are not
+    ``kind``: one bad cell is a dirty row (dropped), a mostly unparseable column is a wrong column mapping."""
+    present = text.notna()
+    n_present = int(present.sum())
+    bad = present & unparsed
+    n_bad = int(bad.sum())
+    if n_present and n_bad > MAX_UNPARSEABLE_SHARE * n_present:
+        examples = text[bad].unique()[:3].tolist()
+        raise ValueError(
+            f"column {column!r} is mostly unparseable: {n_bad} of its {n_present} non-blank values are not "
+            f"{kind} (e.g. {examples}); the column mapping looks wrong"
+        )
 
 
 def _parse_birth_dates(values: pd.Series) -> pd.Series:

@@ -49,6 +49,7 @@ def read_table(
     Returns the file's columns with ``row_id`` (int64, 0..n-1, the position in the file) inserted first.
     A file that already carries a ``row_id`` column (e.g. one written by this pipeline) keeps its own ids,
     which must be unique integers. ``nrows`` reads only the first rows (their ids are still positions).
+    A table without data rows (a header-only file) raises ValueError "<path> has no data rows".
     """
     table_path = Path(path)
     if not table_path.is_file():
@@ -67,6 +68,8 @@ def read_table(
         raise ValueError(
             f"unsupported table file {table_path.name!r}: supported suffixes are {', '.join(SUPPORTED_SUFFIXES)}"
         )
+    if len(frame) == 0:
+        raise ValueError(f"{table_path} has no data rows (only a header with {frame.shape[1]} columns)")
     logger.info("read %d rows x %d columns from %s", len(frame), frame.shape[1], table_path)
     return with_row_id(frame)
 

@@ -337,12 +337,11 @@ class CustomerSegmenter:
     def _clean(self, raw: pd.DataFrame) -> CleanResult:
         """Apply this model's cleaning (schema, resolved Age reference date, column mapping) to raw rows.
 
-        A blank in a numeric column is missing data: the row is dropped with a reason. Text in a numeric column
-        means the wrong file or column mapping: ``_check_numeric_columns`` raises before anything is cleaned.
+        A blank or non-numeric cell drops its row with a reason; a mostly unparseable column raises (a wrong
+        column mapping), see ``pipeline.cleaning``.
         """
         schema = self.cleaning_["schema"]
         raw = with_row_id(raw)
-        _check_numeric_columns(raw, self._numeric_input_columns())
         if schema == "bigbazaar":
             return clean_bigbazaar(raw, age_reference_date=self.cleaning_["age_reference_date"],
                                    age_range=self.cleaning_.get("age_range"))
@@ -514,26 +513,6 @@ class CustomerSegmenter:
     def _check_fitted(self) -> None:
         if not hasattr(self, "som_"):
             raise RuntimeError("CustomerSegmenter is not fitted; call fit() or CustomerSegmenter.load() first")
-
-
-def _check_numeric_columns(raw: pd.DataFrame, columns: list[str]) -> None:
-    """Raise ValueError naming the column, bad values and row ids when a numeric column holds text.
-
-    Blanks are allowed (cleaning drops them with a reason); columns absent from ``raw`` are left to cleaning,
-    which names every missing column.
-    """
-    for column in columns:
-        if column not in raw.columns or pd.api.types.is_numeric_dtype(raw[column]):
-            continue
-        text = raw[column].astype("string").str.strip()
-        non_numeric = text.notna() & (text != "") & pd.to_numeric(text, errors="coerce").isna()
-        if non_numeric.any():
-            examples = text[non_numeric].unique()[:3].tolist()
-            row_ids = raw.loc[non_numeric, ROW_ID].head(3).tolist()
-            raise ValueError(
-                f"column {column!r} must be numeric, but {int(non_numeric.sum())} row(s) hold non-numeric values, "
-                f"e.g. {examples} at row_id {row_ids}; fix the values or the column mapping"
-            )
 
 
 def read_raw_table(path: str | os.PathLike, schema: str) -> pd.DataFrame:

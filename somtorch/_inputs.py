@@ -1,7 +1,7 @@
 """Validation and conversion of user inputs: devices, dtypes, and data matrices."""
 from __future__ import annotations
 
-from typing import Any, Union
+from typing import Any, Callable, Optional, Union
 
 import numpy as np
 import torch
@@ -61,25 +61,63 @@ def to_host_matrix(data: Any, name: str = "data") -> Union[np.ndarray, torch.Ten
         raise TypeError(f"{name} must be numeric (list, NumPy array, DataFrame or tensor): {err}") from err
 
 
-def check_matrix(data: Union[np.ndarray, torch.Tensor], input_len: int, name: str = "data") -> None:
-    """Raise ValueError unless ``data`` is a non-empty (N, input_len) matrix of finite numbers."""
+def check_matrix(
+    data: Union[np.ndarray, torch.Tensor], input_len: int, name: str = "data", dtype: Optional[torch.dtype] = None
+) -> None:
+    """Raise ValueError unless ``data`` is a non-empty (N, input_len) matrix of finite numbers.
+
+    With ``dtype`` (the SOM's), every value must also be representable in it: |x| <= torch.finfo(dtype).max,
+    so that float64 data such as 1e300 cannot become inf in a float32 SOM. Errors name the first bad row and column.
+    """
     if data.ndim != 2:
         raise ValueError(f"{name} must be 2-D (n_samples, {input_len}); got shape {tuple(data.shape)}")
     if data.shape[0] == 0:
         raise ValueError(f"{name} is empty: it has 0 rows")
     if data.shape[1] != input_len:
         raise ValueError(f"{name} has {data.shape[1]} features per row, but the SOM expects input_len={input_len}")
+    first_bad = _first_violation(data, lambda block: ~_isfinite(block))
+    if first_bad is not None:
+        count, row, col = first_bad
+        raise ValueError(f"{name} contains {count} NaN or infinite value(s); the first is at row {row}, column {col}")
+    if dtype is None or _max_of(data.dtype) <= torch.finfo(dtype).max:
+        return
+    limit = torch.finfo(dtype).max
+    too_large = _first_violation(data, lambda block: abs(block) > limit)
+    if too_large is not None:
+        count, row, col = too_large
+        raise ValueError(
+            f"{name} has {count} value(s) too large for {str(dtype).replace('torch.', '')} (|x| > {limit:.4g}); "
+            f"the first is {float(data[row, col]):.6g} at row {row}, column {col}: use dtype='float64' or rescale"
+        )
+
+
+def _isfinite(block: Union[np.ndarray, torch.Tensor]) -> Union[np.ndarray, torch.Tensor]:
+    return torch.isfinite(block) if isinstance(block, torch.Tensor) else np.isfinite(block)
+
+
+def _max_of(kind: Union[np.dtype, torch.dtype]) -> float:
+    """The largest finite value of a NumPy or torch floating dtype (inf for non-float kinds: always checked)."""
+    if isinstance(kind, torch.dtype):
+        return torch.finfo(kind).max if kind.is_floating_point else float("inf")
+    return float(np.finfo(kind).max) if np.issubdtype(kind, np.floating) else float("inf")
+
+
+def _first_violation(
+    data: Union[np.ndarray, torch.Tensor], is_bad: Callable[[Any], Any]
+) -> Optional[tuple[int, int, int]]:
+    """(count, row, column of the first) of the entries where ``is_bad(block)`` holds, or None.
+
+    Checked in blocks of ``_CHECK_ROWS`` rows so the mask never costs N × D bytes at once.
+    """
     count, first = 0, None
-    for start in range(0, data.shape[0], _CHECK_ROWS):  # blocks: the mask never costs N × D bytes at once
-        block = data[start : start + _CHECK_ROWS]
-        bad = ~(torch.isfinite(block) if isinstance(block, torch.Tensor) else np.isfinite(block))
+    for start in range(0, data.shape[0], _CHECK_ROWS):
+        bad = is_bad(data[start : start + _CHECK_ROWS])
         n_bad = int(bad.sum())
         if n_bad and first is None:
             row, col = (int(v) for v in (bad.nonzero()[0] if isinstance(bad, torch.Tensor) else np.argwhere(bad)[0]))
             first = (start + row, col)
         count += n_bad
-    if count:
-        raise ValueError(f"{name} contains {count} NaN or infinite value(s); the first is at row {first[0]}, column {first[1]}")
+    return None if first is None else (count, first[0], first[1])
 
 
 def as_matrix(data: Any, input_len: int, device: torch.device, dtype: torch.dtype, name: str = "data") -> torch.Tensor:
@@ -87,7 +125,7 @@ def as_matrix(data: Any, input_len: int, device: torch.device, dtype: torch.dtyp
     host = to_host_matrix(data, name)
     if host.ndim == 1 and input_len == 1 and not isinstance(data, torch.Tensor):
         host = host.reshape(-1, 1)
-    check_matrix(host, input_len, name)
+    check_matrix(host, input_len, name, dtype=dtype)
     if isinstance(host, np.ndarray):
         host = torch.from_numpy(host)
     return host.to(device=device, dtype=dtype)
