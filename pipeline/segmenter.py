@@ -25,8 +25,6 @@ import torch
 
 from pipeline.atomic import write_atomic, write_csv_atomic
 from pipeline.cleaning import (
-    BIGBAZAAR_INTEGER_COLUMNS,
-    ONLINE_RETAIL_MAPPING,
     REASON,
     CleanResult,
     clean_bigbazaar,
@@ -48,7 +46,6 @@ AUTO = "auto"
 WEIGHT_INITS = ("random_unit", "sample", "pca")
 BIGBAZAAR_DATE_COLUMN = "transactionDate"
 SEGMENT_COLUMNS = (ROW_ID, "bmu_i", "bmu_j", "cluster")
-BIGBAZAAR_NUMERIC_COLUMNS = ("PinCode", *BIGBAZAAR_INTEGER_COLUMNS, "sale_price_after_promo")
 
 
 @dataclass(frozen=True)
@@ -348,15 +345,6 @@ class CustomerSegmenter:
         if schema == "generic":
             return clean_generic(raw, self.cleaning_["columns"])
         return clean_online_retail(raw)
-
-    def _numeric_input_columns(self) -> list[str]:
-        """The raw columns this model's cleaning parses as numbers."""
-        schema = self.cleaning_["schema"]
-        if schema == "bigbazaar":
-            return [*BIGBAZAAR_NUMERIC_COLUMNS]
-        mapping = ONLINE_RETAIL_MAPPING if schema == "online_retail" else self.cleaning_["columns"]
-        single = [mapping[role] for role in ("amount", "quantity", "unit_price") if mapping.get(role)]
-        return single + list(mapping.get("numerics") or [])
 
     def _warn_if_fewer_units_than_neurons(self, n_units: int, level: str) -> None:
         neurons = self.x * self.y

@@ -302,17 +302,22 @@ def _ranked_traits(candidates: list[_Candidate], segment: np.ndarray, n_segments
         return pd.DataFrame(columns=list(TRAIT_COLUMNS))
     values = np.column_stack([candidate.values for candidate in candidates])  # [n_units, n_candidates]
     present = ~np.isnan(values)
-    filled = np.where(present, values, 0.0)
+    # Each column divided by its largest magnitude first, so sums and squares of huge values (1e300) cannot
+    # overflow; d is scale-free and the means are scaled back to original units.
+    magnitude = np.max(np.where(present, np.abs(values), 0.0), axis=0)
+    magnitude = np.where(magnitude > 0, magnitude, 1.0)  # [n_candidates]
+    filled = np.where(present, values / magnitude, 0.0)
     sums = np.zeros((n_segments, len(candidates)))
     counts = np.zeros((n_segments, len(candidates)))
     np.add.at(sums, segment, filled)
     np.add.at(counts, segment, present)
     with np.errstate(invalid="ignore", divide="ignore"):
         n_present = present.sum(axis=0)
-        overall = filled.sum(axis=0) / n_present  # [n_candidates]
-        spread = np.sqrt(np.where(present, (values - overall) ** 2, 0.0).sum(axis=0) / n_present)
-        means = sums / counts  # [n_segments, n_candidates], NaN where a segment has no value
-        std_diff = np.where(spread > 0, (means - overall) / spread, 0.0)
+        scaled_overall = filled.sum(axis=0) / n_present  # [n_candidates]
+        spread = np.sqrt(np.where(present, (filled - scaled_overall) ** 2, 0.0).sum(axis=0) / n_present)
+        scaled_means = sums / counts  # [n_segments, n_candidates], NaN where a segment has no value
+        std_diff = np.where(spread > 0, (scaled_means - scaled_overall) / spread, 0.0)
+        overall, means = scaled_overall * magnitude, scaled_means * magnitude
     std_diff = np.where(np.isnan(means), np.nan, std_diff)
     feature_order = {name: position for position, name in enumerate(dict.fromkeys(c.feature for c in candidates))}
     records = []

@@ -37,7 +37,7 @@ class ChunkSource:
         self.rows_per_chunk = max(1, int(rows_per_chunk)) if rows_per_chunk else stream_rows(input_len, torch.finfo(dtype).bits // 8)
         if _is_matrix(data):
             self.matrix: Optional[Any] = to_host_matrix(data)
-            check_matrix(self.matrix, input_len)
+            check_matrix(self.matrix, input_len, dtype=dtype)
             self.chunks: Optional[Iterable[Any]] = None
         else:
             if iter(data) is data:
@@ -51,7 +51,7 @@ class ChunkSource:
         seen = 0
         for k, chunk in enumerate(self.chunks):
             host = to_host_matrix(chunk, name=f"chunk {k}")
-            check_matrix(host, self.input_len, name=f"chunk {k}")
+            check_matrix(host, self.input_len, name=f"chunk {k}", dtype=self.dtype)
             seen += host.shape[0]
             yield from self._matrix_chunks(host)
         if seen == 0:

@@ -280,23 +280,6 @@ def test_missing_columns_are_named(tmp_path: Path) -> None:
     assert_no_results(tmp_path / "out")
 
 
-def test_non_numeric_value_in_a_numeric_generic_column_is_an_error(tmp_path: Path) -> None:
-    frame = pd.DataFrame({
-        "client": np.arange(100) % 30,
-        "day": ["2021-03-04"] * 100,
-        "spend": [f"{v:.2f}" for v in np.linspace(1, 50, 100)],
-        "items": [str(v) for v in np.arange(100) % 5],
-    })
-    frame.loc[42, "items"] = "three"
-    path = tmp_path / "sales.csv"
-    frame.to_csv(path, index=False)
-    columns = {"id": "client", "date": "day", "amount": "spend", "numerics": ["items"]}
-    with pytest.raises(ValueError, match=r"column 'items' must be numeric.*'three'.*row_id \[42\]"):
-        run(tiny_config(tmp_path / "out", data__source="file", data__path=str(path), data__schema="generic",
-                        data__columns=columns))
-    assert_no_results(tmp_path / "out")
-
-
 def test_empty_table_after_cleaning_is_an_error(tmp_path: Path) -> None:
     raw = generate(150, seed=0).transactions
     raw["DOB"] = pd.NA

@@ -259,3 +259,17 @@ def test_category_share_columns_read_as_their_category() -> None:
     assert (germany.label, germany.high, germany.group) == ("Country Germany", "Many from Germany", "Country")
     assert feature_label("share_fmcg").label == "FMCG share"
     assert feature_label("share_some_token").label == "some token share"
+
+
+def test_huge_values_give_finite_traits() -> None:
+    """Sums and squares of 1e300 would overflow; d must match the same table in units of 1e300."""
+    units = pd.DataFrame({"monetary_total": [1e300, 2e300, 3e300, 4e300], "Age": [20.0, 30.0, 40.0, 50.0]})
+    segment = np.array([0, 0, 1, 1])
+    arguments = dict(n_segments=2, outlier=np.zeros(2, bool), rows=np.ones(4), revenue=None,
+                     feature_columns=["monetary_total", "Age"])
+    huge = describe_segments(units, segment, **arguments).traits
+    small = describe_segments(units.assign(monetary_total=units["monetary_total"] / 1e300), segment,
+                              **arguments).traits
+    assert np.isfinite(huge["std_diff"]).all()
+    np.testing.assert_allclose(huge["std_diff"], small["std_diff"], rtol=1e-12)
+    np.testing.assert_allclose(huge.loc[huge["feature"] == "monetary_total", "segment_value"], [1.5e300, 3.5e300])
