@@ -123,8 +123,9 @@ def remove_stale_staging(folder: str | os.PathLike) -> list[Path]:
 
 
 def _is_stale(staging: Path) -> bool:
-    pid_text = staging.name[len(STAGING_PREFIX):].split("-", 1)[0]
-    if pid_text.isascii() and pid_text.isdigit() and "-" in staging.name[len(STAGING_PREFIX):]:
+    """``.staging-<pid>-*``: its process is gone; any other staging name: older than STALE_UNNAMED_STAGING_S."""
+    pid_text, dash, _ = staging.name[len(STAGING_PREFIX):].partition("-")
+    if dash and pid_text.isascii() and pid_text.isdigit():
         return not _process_alive(int(pid_text))
     try:
         return time.time() - staging.stat().st_mtime > STALE_UNNAMED_STAGING_S
