@@ -33,13 +33,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(arguments: Sequence[str] | None = None) -> int:
-    """Run the CLI; returns the exit status (0 ok, 1 bad input with a one-line message on stderr)."""
+    """Run the CLI; returns the exit status (0 ok, 1 bad input, unreadable file or unwritable output folder, with a
+    one-line message on stderr and no output written)."""
     parser = build_parser()
     options = parser.parse_args(arguments)
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
     try:
         summary = segment_file(options.model, options.data, options.output_dir)
-    except (FileNotFoundError, ValueError, TypeError, RuntimeError) as error:
+    except (OSError, ValueError, TypeError, RuntimeError) as error:  # OSError: FileNotFoundError, unwritable output
         message = " ".join(str(error).split())
         print(f"segment.py: error: {type(error).__name__}: {message}", file=sys.stderr)
         return 1

@@ -38,8 +38,11 @@ OPTUNA_INSTALL_HINT = (
     "hparams_search needs the Optuna sweeper plugin, which is not installed: "
     "run `pip install -r requirements-sweep.txt` and try again"
 )
-# Errors that describe bad input or an unusable machine: reported in one line instead of a traceback.
-USER_ERRORS = (ValueError, TypeError, FileNotFoundError, RuntimeError)
+# Errors that describe bad input or an unusable machine: reported in one line instead of a traceback
+# (OSError covers a missing file and an unwritable output folder).
+USER_ERRORS = (ValueError, TypeError, OSError, RuntimeError)
+# Where Hydra puts run folders unless hydra.run.dir / hydra.sweep.dir say otherwise (its defaults).
+DEFAULT_RUN_ROOT, DEFAULT_SWEEP_ROOT = "outputs", "multirun"
 
 register_configs()
 
@@ -58,7 +61,7 @@ def main(cfg: DictConfig) -> float:
         check_known_keys(cfg)
         metrics = run(OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True))
     except Exception as error:
-        write_json_atomic(_failure_record(error, time.perf_counter() - started), output_dir / FAILURE_FILE)
+        _write_failure_record(error, time.perf_counter() - started, output_dir)
         if HydraConfig.get().mode == RunMode.MULTIRUN:
             logger.error("job failed: %s: %s (details in %s)", type(error).__name__, error, output_dir / FAILURE_FILE)
             return math.nan
@@ -82,6 +85,15 @@ def segment_summary(metrics: dict, output_dir: Path) -> str:
                      f"({segment['customer_share']:.1%} of {units}, {segment['revenue_share']:.1%} of revenue)")
     lines.append(f"report: {output_dir / 'report.html'}")
     return "\n".join(lines)
+
+
+def _write_failure_record(error: BaseException, seconds: float, output_dir: Path) -> None:
+    """Write ``failure.json`` into ``output_dir``; a folder that cannot be written only logs a warning, so the
+    original error is the one reported."""
+    try:
+        write_json_atomic(_failure_record(error, seconds), output_dir / FAILURE_FILE)
+    except OSError as write_error:
+        logger.warning("could not write %s: %s", output_dir / FAILURE_FILE, write_error)
 
 
 def _failure_record(error: BaseException, seconds: float) -> dict[str, object]:
@@ -114,8 +126,34 @@ def missing_plugin_message(arguments: Sequence[str]) -> str | None:
     return None
 
 
+def unwritable_run_folder_message(arguments: Sequence[str]) -> str | None:
+    """Why Hydra could not create the run (or sweep) folder the command line asks for, or None when it can.
+
+    The folder is ``hydra.run.dir`` (``hydra.sweep.dir`` with ``-m``/``--multirun``) up to its first
+    interpolation, else Hydra's default root; its nearest existing ancestor must be a writable folder.
+    """
+    multirun = any(argument in ("-m", "--multirun") for argument in arguments)
+    key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+    folder = DEFAULT_SWEEP_ROOT if multirun else DEFAULT_RUN_ROOT
+    for argument in arguments:
+        name, _, value = argument.partition("=")
+        if name == key and value:
+            folder = value.split("${", 1)[0] or "."
+    ancestor = Path(folder).absolute()
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        return f"cannot create the run folder {folder}: {ancestor} is not a folder"
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        return f"cannot create the run folder {folder}: {ancestor} is not writable"
+    return None
+
+
 if __name__ == "__main__":
     missing_plugin = missing_plugin_message(sys.argv[1:])
     if missing_plugin:
         sys.exit(f"train.py: error: {missing_plugin}")
+    unwritable = unwritable_run_folder_message(sys.argv[1:])
+    if unwritable:
+        sys.exit(f"train.py: error: {unwritable}")
     main()

@@ -1,17 +1,28 @@
 """Atomic file writes: write to a temporary file in the target folder, then rename over the target.
 
 A reader never sees a half-written file, and a crash leaves the previous version (or nothing) in place.
+Output folders are probed for writability before a run reads any data, and a run's staging folder
+(``.staging-<pid>-<random>``) that a killed process left behind is removed by the next run in that folder.
 """
 from __future__ import annotations
 
 import json
+import logging
 import os
+import shutil
 import tempfile
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pandas as pd
+
+logger = logging.getLogger(__name__)
+
+STAGING_PREFIX = ".staging-"
+# A staging folder whose name carries no pid (written before pids were recorded) is stale after this many seconds.
+STALE_UNNAMED_STAGING_S = 3600.0
 
 
 @contextmanager
@@ -68,3 +79,70 @@ def _json_default(value: Any) -> Any:
     if hasattr(value, "isoformat"):
         return value.isoformat()
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+def ensure_writable_dir(folder: str | os.PathLike) -> Path:
+    """Create ``folder`` (with parents) and write then remove a probe file in it. Returns the folder.
+
+    Raises OSError naming the folder and the problem (a file in the way, no permission, read-only disk) so that a
+    run fails before it reads any data rather than after training.
+    """
+    target = Path(folder)
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-probe-", dir=target)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as error:
+        problem = error.strerror or type(error).__name__
+        raise OSError(f"output folder {target} is not writable: {problem}") from error
+    return target
+
+
+def make_staging_dir(folder: str | os.PathLike) -> Path:
+    """A new hidden staging folder ``folder/.staging-<pid>-<random>`` (the pid tells later runs it is alive)."""
+    return Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=folder))
+
+
+def remove_stale_staging(folder: str | os.PathLike) -> list[Path]:
+    """Remove the staging folders of ``folder`` that no live process holds; return those removed.
+
+    A folder ``.staging-<pid>-<random>`` is stale when no process ``pid`` exists (its run was killed). A folder
+    whose name has no pid is stale when its mtime is more than ``STALE_UNNAMED_STAGING_S`` seconds old.
+    """
+    target = Path(folder)
+    if not target.is_dir():
+        return []
+    removed = []
+    for staging in sorted(target.glob(f"{STAGING_PREFIX}*")):
+        if staging.is_dir() and _is_stale(staging):
+            shutil.rmtree(staging, ignore_errors=True)
+            logger.info("removed the stale staging folder %s of a run that did not finish", staging)
+            removed.append(staging)
+    return removed
+
+
+def _is_stale(staging: Path) -> bool:
+    """``.staging-<pid>-*``: its process is gone; any other staging name: older than STALE_UNNAMED_STAGING_S."""
+    pid_text, dash, _ = staging.name[len(STAGING_PREFIX):].partition("-")
+    if dash and pid_text.isascii() and pid_text.isdigit():
+        return not _process_alive(int(pid_text))
+    try:
+        return time.time() - staging.stat().st_mtime > STALE_UNNAMED_STAGING_S
+    except OSError:
+        return False
+
+
+def _process_alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists on this machine (signal 0 checks without sending anything)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists, under another user
+    except OverflowError:
+        return False
+    return True

@@ -6,8 +6,10 @@ back to its record in the input.
 """
 from __future__ import annotations
 
+import gzip
 import logging
 import os
+import zlib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,9 @@ ROW_ID = "row_id"
 CSV_SUFFIXES = (".csv", ".csv.gz")
 PARQUET_SUFFIXES = (".parquet", ".pq")
 SUPPORTED_SUFFIXES = CSV_SUFFIXES + PARQUET_SUFFIXES
+# What pandas / gzip / pyarrow raise for a file that is not a readable table; each becomes one ValueError naming
+# the file (UnicodeDecodeError, EmptyDataError and ParserError are ValueErrors; BadGzipFile is an OSError).
+READ_ERRORS = (ValueError, OSError, EOFError, zlib.error)
 
 BIGBAZAAR_COLUMNS = (
     "customerID", "DOB", "Gender", "State", "PinCode", "transactionDate", "store_code", "store_description",
@@ -52,26 +57,49 @@ def read_table(
     A table without data rows (a header-only file) raises ValueError "<path> has no data rows".
     """
     table_path = Path(path)
+    if table_path.is_dir():
+        raise ValueError(f"cannot read {table_path}: it is a folder, not a table file")
     if not table_path.is_file():
         raise FileNotFoundError(f"input table not found: {table_path}")
     name = table_path.name.lower()
-    columns = list(usecols) if usecols is not None else None
-    if name.endswith(CSV_SUFFIXES):
-        frame = pd.read_csv(table_path, dtype=dict(dtype) if dtype else None, usecols=columns, nrows=nrows)
-    elif name.endswith(PARQUET_SUFFIXES):
-        frame = pd.read_parquet(table_path, columns=columns)
-        if nrows is not None:
-            frame = frame.head(nrows)
-        if dtype:
-            frame = frame.astype({column: kind for column, kind in dtype.items() if column in frame.columns})
-    else:
+    if not name.endswith(SUPPORTED_SUFFIXES):
         raise ValueError(
             f"unsupported table file {table_path.name!r}: supported suffixes are {', '.join(SUPPORTED_SUFFIXES)}"
         )
+    if table_path.stat().st_size == 0:
+        raise ValueError(f"cannot read {table_path}: the file is empty (0 bytes)")
+    columns = list(usecols) if usecols is not None else None
+    try:
+        if name.endswith(CSV_SUFFIXES):
+            frame = pd.read_csv(table_path, dtype=dict(dtype) if dtype else None, usecols=columns, nrows=nrows)
+        else:
+            frame = pd.read_parquet(table_path, columns=columns)
+            if nrows is not None:
+                frame = frame.head(nrows)
+            if dtype:
+                frame = frame.astype({column: kind for column, kind in dtype.items() if column in frame.columns})
+    except READ_ERRORS as error:
+        raise ValueError(f"cannot read {table_path}: {_read_problem(error)}") from error
     if len(frame) == 0:
         raise ValueError(f"{table_path} has no data rows (only a header with {frame.shape[1]} columns)")
     logger.info("read %d rows x %d columns from %s", len(frame), frame.shape[1], table_path)
     return with_row_id(frame)
+
+
+def _read_problem(error: BaseException) -> str:
+    """One line saying why a table could not be read (bad gzip, truncated stream, not text, bad CSV)."""
+    if isinstance(error, UnicodeDecodeError):
+        return "not a UTF-8 text file (is it a binary file?)"
+    if isinstance(error, gzip.BadGzipFile):
+        return f"not a valid gzip file ({error})"
+    if isinstance(error, EOFError):
+        return "the compressed stream is truncated (the file ends before its end-of-stream marker)"
+    if isinstance(error, zlib.error):
+        return f"the compressed stream is corrupt ({error})"
+    if isinstance(error, pd.errors.EmptyDataError):
+        return "the file has no data rows (not even a header line)"
+    message = " ".join(str(error).split())
+    return f"{type(error).__name__}: {message}" if message else type(error).__name__
 
 
 def read_bigbazaar(path: str | os.PathLike, *, nrows: int | None = None) -> pd.DataFrame:

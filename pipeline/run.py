@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import tempfile
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -22,7 +21,13 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import silhouette_score
 
-from pipeline.atomic import write_csv_atomic, write_json_atomic
+from pipeline.atomic import (
+    ensure_writable_dir,
+    make_staging_dir,
+    remove_stale_staging,
+    write_csv_atomic,
+    write_json_atomic,
+)
 from pipeline.plots import (
     dendrogram_leaves,
     plot_cluster_map,
@@ -70,15 +75,22 @@ def run(cfg: Mapping[str, Any]) -> dict[str, Any]:
     clustering reports one), metrics.json, model.pt, report.html, customers.csv (customer level only) and
     plots/*.png (unless ``plots.enabled`` is false). Returns the metrics dict written to
     metrics.json; its ``objective`` is the number to minimise. Bad input raises (FileNotFoundError, ValueError,
-    TypeError) before any output is published.
+    TypeError) before any output is published. Before any data is read, the options are checked (model
+    parameters, objective, device availability) and the output folder is probed for writing (OSError); stale
+    staging folders of killed runs are removed from it.
     """
     config = to_plain(cfg)
     output_dir = Path(_section(config, "paths")["output_dir"])
     seed = config.get("seed", 0)
+    segmenter = CustomerSegmenter.from_config(config)
+    segmenter._validate_params()
+    _check_choice_early("objective.name", config.get("objective", {}).get("name", "qe_te"), OBJECTIVES)
+    ensure_writable_dir(output_dir)
+    remove_stale_staging(output_dir)
     timings: dict[str, float] = {}
     with timed_stage("load", timings, logger):
         raw, truth = load_transactions(_section(config, "data"), seed)
-    segmenter = CustomerSegmenter.from_config(config).fit(raw)
+    segmenter.fit(raw)
     timings.update(segmenter.timings_)
 
     with timed_stage("report", timings, logger):
@@ -95,8 +107,7 @@ def run(cfg: Mapping[str, Any]) -> dict[str, Any]:
             recovery = score_against_truth(tables["result.csv"], truth, id_column=segmenter.id_column)
             metrics["recovery"] = recovery.as_dict()
 
-    output_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=output_dir))
+    staging = make_staging_dir(output_dir)
     try:
         with timed_stage("write", timings, logger):
             _write_tables(tables, staging)
@@ -281,6 +292,12 @@ def _publish(staging: Path, output_dir: Path) -> None:
         target = output_dir / staged.relative_to(staging)
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(staged, target)
+
+
+def _check_choice_early(name: str, value: Any, valid: tuple[str, ...]) -> None:
+    """Raise ValueError naming an option, its bad value and the valid ones (checked before any data is read)."""
+    if value not in valid:
+        raise ValueError(f"{name}={value!r} is not supported; valid: {list(valid)}")
 
 
 def _section(config: Mapping[str, Any], name: str) -> Mapping[str, Any]:

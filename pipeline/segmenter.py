@@ -12,7 +12,6 @@ import inspect
 import logging
 import os
 import time
-import warnings
 from collections.abc import Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from pipeline.atomic import write_atomic, write_csv_atomic
+from pipeline.atomic import ensure_writable_dir, write_atomic, write_csv_atomic
 from pipeline.cleaning import (
     REASON,
     CleanResult,
@@ -36,6 +35,8 @@ from pipeline.feature_sets import FEATURE_SETS, SCHEMAS
 from pipeline.features import FeaturePreprocessor
 from pipeline.loading import ROW_ID, read_bigbazaar, read_table, with_row_id
 from somtorch import SOM
+from somtorch._inputs import resolve_device, resolve_dtype
+from somtorch.persistence import broken_part, load_state, not_a_model
 
 logger = logging.getLogger(__name__)
 
@@ -253,7 +254,7 @@ class CustomerSegmenter:
             preprocessor = FeaturePreprocessor(self.feature_set)
             X, units = preprocessor.fit_transform(cleaning.clean)
             unit_of_row = preprocessor.unit_index(cleaning.clean)
-        self._warn_if_fewer_units_than_neurons(len(X), preprocessor.level)
+        self._check_unit_count(len(X), preprocessor.level)
         with timed_stage("train", self.timings_):
             som = self._train_som(X)
         with timed_stage("evaluate", self.timings_):
@@ -279,7 +280,9 @@ class CustomerSegmenter:
         return self
 
     def _validate_params(self) -> None:
-        """Check every constructor argument before any work is done."""
+        """Check every constructor argument before any work is done (the device must be available here)."""
+        resolve_device(self.device)
+        resolve_dtype(self.dtype)
         _check_choice("feature_set", self.feature_set, tuple(FEATURE_SETS))
         _check_choice("schema", self.schema, CLEANING_SCHEMAS)
         _check_choice("mode", self.mode, TRAINING_MODES)
@@ -346,15 +349,22 @@ class CustomerSegmenter:
             return clean_generic(raw, self.cleaning_["columns"])
         return clean_online_retail(raw)
 
-    def _warn_if_fewer_units_than_neurons(self, n_units: int, level: str) -> None:
+    def _check_unit_count(self, n_units: int, level: str) -> None:
+        """Raise ValueError when there are fewer units than requested clusters; log one warning when there are
+        fewer units than neurons (many neurons stay empty)."""
+        fewest = self.k_range[0] if self.n_clusters == AUTO else self.n_clusters
+        if fewest is not None and n_units < fewest:
+            what = f"k_range starting at {fewest}" if self.n_clusters == AUTO else f"n_clusters={fewest}"
+            raise ValueError(
+                f"only {n_units} {level} units for {what}: need at least one unit per cluster; "
+                "lower n_clusters or give more data"
+            )
         neurons = self.x * self.y
         if n_units < neurons:
-            message = (
-                f"only {n_units} {level} units to train a {self.x}×{self.y} map of {neurons} neurons: "
-                "many neurons will stay empty; use a smaller map or more data"
+            logger.warning(
+                "only %d %s units to train a %d×%d map of %d neurons: many neurons will stay empty; "
+                "use a smaller map or more data", n_units, level, self.x, self.y, neurons,
             )
-            logger.warning(message)
-            warnings.warn(message, UserWarning, stacklevel=3)
 
     def _train_som(self, X: np.ndarray) -> SOM:
         """Build the SOM, initialise its weights (``init``) and train it (``mode``)."""
@@ -460,22 +470,34 @@ class CustomerSegmenter:
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: str | None = None) -> CustomerSegmenter:
-        """Read a ``model.pt`` written by ``save`` (weights_only) and put its SOM on ``device`` (None → "auto")."""
+        """Read a ``model.pt`` written by ``save`` (weights_only) and put its SOM on ``device`` (None → "auto").
+
+        Raises FileNotFoundError for a missing file, ValueError ``<path> is not a somtorch model (...)`` for a
+        foreign, damaged or incomplete file, and RuntimeError when ``device`` is unavailable.
+        """
         model_path = Path(path)
-        if not model_path.is_file():
-            raise FileNotFoundError(f"model file not found: {model_path}")
-        state = torch.load(model_path, map_location="cpu", weights_only=True)
-        if not isinstance(state, dict) or state.get("format") != MODEL_FORMAT:
-            found = state.get("format") if isinstance(state, dict) else type(state).__name__
-            raise ValueError(
-                f"{model_path} is not a CustomerSegmenter model (format {found!r}, expected {MODEL_FORMAT!r})"
-            )
+        device = AUTO if device is None else device
+        resolve_device(device)  # an unavailable device is reported as such, not as a broken file
+        state = load_state(model_path)
+        if state.get("format") != MODEL_FORMAT:
+            raise not_a_model(model_path, f"format {state.get('format')!r}: it is not a CustomerSegmenter model, "
+                                          f"expected format {MODEL_FORMAT!r}")
+        try:
+            segmenter = cls._from_state(state, device)
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as error:
+            raise not_a_model(model_path, broken_part(error)) from None
+        logger.info("loaded %s: %s features, %r", model_path, segmenter.feature_set, segmenter.som_)
+        return segmenter
+
+    @classmethod
+    def _from_state(cls, state: Mapping[str, Any], device: str) -> CustomerSegmenter:
+        """Rebuild a fitted segmenter from a ``state_dict()`` mapping, its SOM on ``device``."""
         params = dict(state["params"])
-        params["device"] = "auto" if device is None else device
+        params["device"] = device
         segmenter = cls(**params)
         segmenter.cleaning_ = dict(state["cleaning"])
         segmenter.preprocessor_ = FeaturePreprocessor.from_state_dict(state["preprocessor"])
-        segmenter.som_ = SOM.from_state_dict(state["som"], device=params["device"])
+        segmenter.som_ = SOM.from_state_dict(state["som"], device=device)
         clustering = state["clustering"]
         segmenter.neuron_clusters_ = NeuronClusters(
             linkage=clustering["linkage"].numpy(),
@@ -490,7 +512,6 @@ class CustomerSegmenter:
         )
         segmenter.quantization_error_ = state["training_metrics"]["quantization_error"]
         segmenter.topographic_error_ = state["training_metrics"]["topographic_error"]
-        logger.info("loaded %s: %s features, %r", model_path, segmenter.feature_set, segmenter.som_)
         return segmenter
 
     def read_input(self, path: str | os.PathLike) -> pd.DataFrame:
@@ -516,8 +537,10 @@ def segment_file(
 
     ``scored_rows.csv``: one row per kept input row, ``row_id, <id>, bmu_i, bmu_j, cluster``; ``dropped_rows.csv``:
     ``row_id, <id>, reason`` and the raw values of every removed row. Both are written atomically, only after
-    the whole file was segmented. Returns counts, cluster sizes and the paths written.
+    the whole file was segmented; ``output_dir`` is probed for writing before anything is read (OSError).
+    Returns counts, cluster sizes and the paths written.
     """
+    out = ensure_writable_dir(output_dir)
     segmenter = CustomerSegmenter.load(model_path)
     raw = segmenter.read_input(data_path)
     segmentation = segmenter.segment(raw)
@@ -527,7 +550,6 @@ def segment_file(
         raise RuntimeError(
             f"row accounting broken: {len(raw)} rows in != {len(segments)} segmented + {len(dropped)} dropped"
         )
-    out = Path(output_dir)
     segments_path = write_csv_atomic(segments, out / "scored_rows.csv")
     dropped_path = write_csv_atomic(dropped, out / "dropped_rows.csv")
     sizes = np.bincount(segments["cluster"].to_numpy(), minlength=segmenter.neuron_clusters_.n_clusters)

@@ -443,9 +443,18 @@ class SOM:
 
     @classmethod
     def load(cls, path: Union[str, Path], device: DeviceSpec = None) -> "SOM":
-        """Load a model saved with :meth:`save` (``torch.load(weights_only=True)``) onto ``device``."""
-        from .persistence import load_state
-        return cls.from_state_dict(load_state(path), device)
+        """Load a model saved with :meth:`save` (``torch.load(weights_only=True)``) onto ``device``.
+
+        Raises FileNotFoundError for a missing file, ValueError ``<path> is not a somtorch model (...)`` for any file
+        that is not a saved SOM (foreign, damaged, or missing keys), and RuntimeError for an unavailable device.
+        """
+        from .persistence import broken_part, load_state, not_a_model
+        resolve_device(device)  # an unavailable device is reported as such, not as a broken file
+        state = load_state(path)
+        try:
+            return cls.from_state_dict(state, device)
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as error:
+            raise not_a_model(path, broken_part(error)) from None
 
     def __repr__(self) -> str:
         return (f"SOM(x={self.x}, y={self.y}, input_len={self.input_len}, sigma={self.sigma}, learning_rate={self.learning_rate}, "

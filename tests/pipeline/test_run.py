@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -301,9 +302,11 @@ def test_more_clusters_than_neurons_fails_before_training(tmp_path: Path, monkey
     assert_no_results(tmp_path / "out")
 
 
-def test_fewer_rows_than_neurons_warns_but_runs(tmp_path: Path) -> None:
-    with pytest.warns(UserWarning, match=r"only \d+ transaction units to train a 12×12 map of 144 neurons"):
+def test_fewer_rows_than_neurons_warns_once_but_runs(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("WARNING", logger="pipeline.segmenter"):
         metrics = run(tiny_config(tmp_path, data__n_customers=90, som__x=12, som__y=12))
+    pattern = re.compile(r"only \d+ transaction units to train a 12×12 map of 144 neurons")
+    assert len([record for record in caplog.records if pattern.search(record.getMessage())]) == 1
     assert metrics["units"] < 144 and (tmp_path / "result.csv").is_file()
 
 
