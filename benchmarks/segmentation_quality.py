@@ -174,7 +174,7 @@ def real_data_quality(seed: int = 0) -> list[dict[str, Any]]:
         pipeline_summary = segment_summary(training.unit_cluster, X, seed)
         pipeline_summary["names"] = description.table["name"].tolist()
         pipeline_summary["outlier_groups"] = int(np.count_nonzero(clusters.outlier))
-        k = int(clusters.n_clusters - np.count_nonzero(clusters.outlier))
+        k = clusters.n_segments
         kmeans = KMeans(n_clusters=k, n_init=10, random_state=seed).fit_predict(X)
         records.append({"data": name, "customers": int(len(X)), "rows": int(len(training.cleaning.clean)),
                         "seconds": seconds, "pipeline": pipeline_summary,

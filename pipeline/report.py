@@ -197,7 +197,7 @@ def run_metrics(
         "topographic_error": float(segmenter.topographic_error_),
         "cophenetic_correlation": float(clusters.cophenetic_correlation),
         "n_clusters": int(clusters.n_clusters),
-        "n_segments": int(clusters.n_clusters - np.count_nonzero(clusters.outlier)),
+        "n_segments": clusters.n_segments,
         "n_outlier_groups": int(np.count_nonzero(clusters.outlier)),
         "clustering_method": str(clusters.method),
         "cut_height": float(clusters.cut_height),

@@ -49,7 +49,7 @@ from pipeline.report import (
 from pipeline.report_html import write_report_html
 from pipeline.scoring import score_against_truth
 from pipeline.segments import SegmentDescription
-from pipeline.segmenter import CustomerSegmenter, read_raw_table, timed_stage, to_plain
+from pipeline.segmenter import CustomerSegmenter, check_choice, read_raw_table, timed_stage, to_plain
 from pipeline.synthetic import generate
 
 logger = logging.getLogger(__name__)
@@ -83,8 +83,8 @@ def run(cfg: Mapping[str, Any]) -> dict[str, Any]:
     output_dir = Path(_section(config, "paths")["output_dir"])
     seed = config.get("seed", 0)
     segmenter = CustomerSegmenter.from_config(config)
-    segmenter._validate_params()
-    _check_choice_early("objective.name", config.get("objective", {}).get("name", "qe_te"), OBJECTIVES)
+    segmenter.validate_params()
+    check_choice("objective.name", config.get("objective", {}).get("name", "qe_te"), OBJECTIVES)
     ensure_writable_dir(output_dir)
     remove_stale_staging(output_dir)
     timings: dict[str, float] = {}
@@ -143,8 +143,7 @@ def load_transactions(data: Mapping[str, Any], seed: int) -> tuple[pd.DataFrame,
     """
     source = data.get("source", "synthetic")
     schema = data.get("schema", "bigbazaar")
-    if source not in DATA_SOURCES:
-        raise ValueError(f"data.source={source!r} is not supported; valid: {list(DATA_SOURCES)}")
+    check_choice("data.source", source, DATA_SOURCES)
     if source == "file":
         if not data.get("path"):
             raise ValueError("data.source='file' needs data.path (a .csv, .csv.gz or .parquet file)")
@@ -170,8 +169,7 @@ def objective_value(segmenter: CustomerSegmenter, name: str, te_weight: float = 
     in the scaled feature space (sklearn, on at most 5,000 units drawn with the run's seed); NaN, with a warning,
     when the units fall in fewer than two clusters.
     """
-    if name not in OBJECTIVES:
-        raise ValueError(f"objective.name={name!r} is not supported; valid: {list(OBJECTIVES)}")
+    check_choice("objective.name", name, OBJECTIVES)
     if name == "qe_te":
         return float(segmenter.quantization_error_ + te_weight * segmenter.topographic_error_)
     training = segmenter.training_
@@ -292,12 +290,6 @@ def _publish(staging: Path, output_dir: Path) -> None:
         target = output_dir / staged.relative_to(staging)
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(staged, target)
-
-
-def _check_choice_early(name: str, value: Any, valid: tuple[str, ...]) -> None:
-    """Raise ValueError naming an option, its bad value and the valid ones (checked before any data is read)."""
-    if value not in valid:
-        raise ValueError(f"{name}={value!r} is not supported; valid: {list(valid)}")
 
 
 def _section(config: Mapping[str, Any], name: str) -> Mapping[str, Any]:

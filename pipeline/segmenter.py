@@ -235,7 +235,7 @@ class CustomerSegmenter:
         ``quantization_error_``, ``topographic_error_`` (on the training units), ``training_`` (the
         ``Segmentation`` of ``raw``) and ``timings_`` (seconds per stage).
         """
-        self._validate_params()
+        self.validate_params()
         self.timings_: dict[str, float] = {}
         self.cleaning_ = {
             "schema": self.schema,
@@ -279,16 +279,16 @@ class CustomerSegmenter:
         )
         return self
 
-    def _validate_params(self) -> None:
+    def validate_params(self) -> None:
         """Check every constructor argument before any work is done (the device must be available here)."""
         resolve_device(self.device)
         resolve_dtype(self.dtype)
-        _check_choice("feature_set", self.feature_set, tuple(FEATURE_SETS))
-        _check_choice("schema", self.schema, CLEANING_SCHEMAS)
-        _check_choice("mode", self.mode, TRAINING_MODES)
-        _check_choice("init", self.init, WEIGHT_INITS)
-        _check_choice("linkage_method", self.linkage_method, LINKAGE_METHODS)
-        _check_choice("refine", self.refine, REFINEMENTS)
+        check_choice("feature_set", self.feature_set, tuple(FEATURE_SETS))
+        check_choice("schema", self.schema, CLEANING_SCHEMAS)
+        check_choice("mode", self.mode, TRAINING_MODES)
+        check_choice("init", self.init, WEIGHT_INITS)
+        check_choice("linkage_method", self.linkage_method, LINKAGE_METHODS)
+        check_choice("refine", self.refine, REFINEMENTS)
         if not isinstance(self.connectivity, (bool, np.bool_)):
             raise ValueError(f"connectivity must be true or false, got {self.connectivity!r}")
         _check_range("k_range", self.k_range, integer=True, low=2)
@@ -526,7 +526,7 @@ class CustomerSegmenter:
 
 def read_raw_table(path: str | os.PathLike, schema: str) -> pd.DataFrame:
     """Read raw transactions for a cleaning ``schema``: Big Bazaar keeps its text columns as text."""
-    _check_choice("schema", schema, CLEANING_SCHEMAS)
+    check_choice("schema", schema, CLEANING_SCHEMAS)
     return read_bigbazaar(path) if schema == "bigbazaar" else read_table(path)
 
 
@@ -573,7 +573,8 @@ def timed_stage(stage: str, timings: dict[str, float], log: logging.Logger = log
     log.info("stage %s took %.2f s", stage, timings[stage])
 
 
-def _check_choice(name: str, value: Any, valid: tuple[str, ...]) -> None:
+def check_choice(name: str, value: Any, valid: tuple[str, ...]) -> None:
+    """Raise ValueError naming an option, its bad value and the valid ones."""
     if value not in valid:
         raise ValueError(f"{name}={value!r} is not supported; valid: {list(valid)}")
 
