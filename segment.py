@@ -14,7 +14,7 @@ import logging
 import sys
 from typing import Sequence
 
-from pipeline.segmenter import segment_file
+from pipeline.segmentation.segmenter import segment_file
 
 logger = logging.getLogger(__name__)
 

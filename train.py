@@ -1,4 +1,4 @@
-"""Train a SOM customer segmentation: a thin Hydra entry point around ``pipeline.run.run``.
+"""Train a SOM customer segmentation: a thin Hydra entry point around ``pipeline.app.run.run``.
 
     python train.py                                        # built-in synthetic data, 15 x 15 map
     python train.py data=bigbazaar data.path=../shared/data/bigbazaar_skrohit/cproducts.csv
@@ -26,10 +26,10 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from pipeline.atomic import write_json_atomic
-from pipeline.config_schema import check_known_keys, register_configs
-from pipeline.run import run
-from pipeline.sweep_summary import FAILURE_FILE
+from pipeline.outputs.atomic import write_json_atomic
+from pipeline.app.config_schema import check_known_keys, register_configs
+from pipeline.app.run import run
+from pipeline.app.sweep_summary import FAILURE_FILE
 
 logger = logging.getLogger(__name__)
 

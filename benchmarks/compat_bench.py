@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from pipeline.atomic import write_json_atomic, write_text_atomic
+from pipeline.outputs.atomic import write_json_atomic, write_text_atomic
 from somtorch import compat
 
 logger = logging.getLogger(__name__)

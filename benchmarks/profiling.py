@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from pipeline.atomic import write_text_atomic
+from pipeline.outputs.atomic import write_text_atomic
 
 from .peers import train_somtorch
 from .worker import synchronizer, warm_up, load_inputs, workload_from_spec

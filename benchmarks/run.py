@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 from benchmarks.peers import PEERS, get_peer
 from benchmarks.report import cpu_targets, cuda_targets, render_markdown
 from benchmarks.workloads import TF32_WORKLOAD, WORKLOADS, Entry, Workload, resolve_workloads
-from pipeline.atomic import write_json_atomic, write_text_atomic
+from pipeline.outputs.atomic import write_json_atomic, write_text_atomic
 
 logger = logging.getLogger(__name__)
 

@@ -45,11 +45,11 @@ from sklearn.mixture import GaussianMixture
 from sklearn.model_selection import cross_val_predict
 from tqdm.auto import tqdm
 
-from pipeline.atomic import write_json_atomic, write_text_atomic
-from pipeline.report import describe_fitted_segments, unit_features
-from pipeline.scoring import NOISE_SEGMENT_ID, customer_key
-from pipeline.segmenter import CustomerSegmenter, read_raw_table
-from pipeline.synthetic import generate
+from pipeline.outputs.atomic import write_json_atomic, write_text_atomic
+from pipeline.outputs.tables import describe_fitted_segments, unit_features
+from pipeline.segmentation.scoring import NOISE_SEGMENT_ID, customer_key
+from pipeline.segmentation.segmenter import CustomerSegmenter, read_raw_table
+from pipeline.sources.synthetic import generate
 
 logger = logging.getLogger(__name__)
 

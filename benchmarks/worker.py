@@ -19,7 +19,7 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from pipeline.atomic import write_json_atomic
+from pipeline.outputs.atomic import write_json_atomic
 
 from .floor import measure_floor
 from .memory import current_rss_bytes, peak_rss_bytes, reset_peak_rss

@@ -21,8 +21,8 @@ import torch
 import yaml
 from omegaconf import OmegaConf
 
-from pipeline.hydra_callbacks import SweepSummaryCallback
-from pipeline.sweep_summary import (
+from pipeline.app.hydra_callbacks import SweepSummaryCallback
+from pipeline.app.sweep_summary import (
     BEST_GID,
     build_summary,
     parse_overrides,
@@ -30,7 +30,7 @@ from pipeline.sweep_summary import (
     swept_parameters,
     write_sweep_summary,
 )
-from pipeline.synthetic import write_synthetic
+from pipeline.sources.synthetic import write_synthetic
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"  # ../shared/data beside the repo root
@@ -331,7 +331,7 @@ def test_summary_of_failed_jobs_only_has_no_best(tmp_path):
 def test_best_value_at_the_edge_of_the_values_tried_is_warned_about(tmp_path, caplog):
     # som.sigma: best at the largest of three values tried; som.x: two values only, so no edge to judge.
     make_sigma_sweep(tmp_path, {0.5: 1.0, 1.0: 0.8, 2.0: 0.5})
-    with caplog.at_level("WARNING", logger="pipeline.sweep_summary"):
+    with caplog.at_level("WARNING", logger="pipeline.app.sweep_summary"):
         written = write_sweep_summary(tmp_path)
     warnings = [record.getMessage() for record in caplog.records if record.levelname == "WARNING"]
     assert len(warnings) == 1
@@ -344,7 +344,7 @@ def test_best_value_at_the_edge_of_the_values_tried_is_warned_about(tmp_path, ca
 
 def test_best_value_inside_the_range_is_not_warned_about(tmp_path, caplog):
     make_sigma_sweep(tmp_path, {0.5: 1.0, 1.0: 0.4, 2.0: 0.5}, x_values=(6, 8, 10))
-    with caplog.at_level("WARNING", logger="pipeline.sweep_summary"):
+    with caplog.at_level("WARNING", logger="pipeline.app.sweep_summary"):
         written = write_sweep_summary(tmp_path)
     assert written.edge_notes == {} and not [r for r in caplog.records if r.levelname == "WARNING"]
     assert written.best_job == 4  # sigma 1, som.x 8
@@ -358,7 +358,7 @@ def test_edge_is_judged_against_the_declared_search_range(tmp_path, caplog):
         {"hydra": {"overrides": {"task": ["som.sigma=0.5,1,2,4", "som.x=range(6,12,2)", "seed=3"]},
                    "sweeper": {"params": None}}}
     ))
-    with caplog.at_level("WARNING", logger="pipeline.sweep_summary"):
+    with caplog.at_level("WARNING", logger="pipeline.app.sweep_summary"):
         written = write_sweep_summary(tmp_path)
     assert list(written.edge_notes) == ["som.x"]
     assert "som.x=6, at the lower edge of the searched range [6, 10] (declared)" in caplog.text
@@ -371,7 +371,7 @@ def test_edge_of_an_optuna_interval_is_read_from_the_jobs_hydra_settings(tmp_pat
         settings = {"hydra": {"job": {"num": job}, "overrides": {"task": []},
                               "sweeper": {"params": {"som.sigma": "interval(0.1, 2.05)", "som.x": "choice(8, 10)"}}}}
         (tmp_path / str(job) / ".hydra" / "hydra.yaml").write_text(yaml.safe_dump(settings))
-    with caplog.at_level("WARNING", logger="pipeline.sweep_summary"):
+    with caplog.at_level("WARNING", logger="pipeline.app.sweep_summary"):
         written = write_sweep_summary(tmp_path)
     assert list(written.edge_notes) == ["som.sigma"]
     assert "upper edge of the searched range [0.1, 2.05] (declared)" in caplog.text

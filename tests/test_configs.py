@@ -14,7 +14,7 @@ from hydra.errors import ConfigCompositionException, MissingConfigException
 from omegaconf import OmegaConf
 from omegaconf.errors import ValidationError
 
-from pipeline.config_schema import check_known_keys, register_configs
+from pipeline.app.config_schema import check_known_keys, register_configs
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG_DIR = REPO / "configs"
@@ -196,7 +196,7 @@ def test_optuna_preset_searches_sigma_learning_rate_size_and_iterations():
 
 def test_sweep_summary_callback_is_configured():
     cfg = compose_config(hydra_config=True)
-    assert cfg.hydra.callbacks.sweep_summary._target_ == "pipeline.hydra_callbacks.SweepSummaryCallback"
+    assert cfg.hydra.callbacks.sweep_summary._target_ == "pipeline.app.hydra_callbacks.SweepSummaryCallback"
 
 
 def test_a_non_integer_map_size_fails_with_the_key_named():

@@ -20,7 +20,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import open_dict
 
-from pipeline.config_schema import check_known_keys, register_configs
+from pipeline.app.config_schema import check_known_keys, register_configs
 
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"

@@ -1,5 +1,5 @@
 """Issue 11 on the app side: unwritable outputs (class 4), too little data (6), stale staging folders (7a) and
-failing fast (8), through ``pipeline.run.run``, ``segment.main`` and a few ``train.py`` subprocesses.
+failing fast (8), through ``pipeline.app.run.run``, ``segment.main`` and a few ``train.py`` subprocesses.
 
 "Before any data is read" is checked by making the loader fail loudly if it is reached."""
 from __future__ import annotations
@@ -20,11 +20,11 @@ import torch
 
 import segment
 import train
-from pipeline import run as run_module
-from pipeline.atomic import STALE_UNNAMED_STAGING_S, ensure_writable_dir, make_staging_dir, remove_stale_staging
-from pipeline.run import run
-from pipeline.segmenter import CustomerSegmenter
-from pipeline.synthetic import generate
+from pipeline.app import run as run_module
+from pipeline.outputs.atomic import STALE_UNNAMED_STAGING_S, ensure_writable_dir, make_staging_dir, remove_stale_staging
+from pipeline.app.run import run
+from pipeline.segmentation.segmenter import CustomerSegmenter
+from pipeline.sources.synthetic import generate
 from tests.pipeline.test_run import assert_no_results, tiny_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -232,7 +232,7 @@ def test_stale_staging_folders_are_removed_and_live_ones_kept(tmp_path: Path) ->
 def test_the_staging_folder_of_a_killed_process_is_removed_by_the_next_run(tmp_path: Path) -> None:
     script = (
         "import os, signal, sys\n"
-        "from pipeline.atomic import make_staging_dir\n"
+        "from pipeline.outputs.atomic import make_staging_dir\n"
         "staging = make_staging_dir(sys.argv[1])\n"
         "(staging / 'result.csv').write_text('half written')\n"
         "os.kill(os.getpid(), signal.SIGKILL)\n"

@@ -7,7 +7,7 @@ import stat
 import pandas as pd
 import pytest
 
-from pipeline.atomic import default_file_mode, write_atomic, write_csv_atomic, write_json_atomic
+from pipeline.outputs.atomic import default_file_mode, write_atomic, write_csv_atomic, write_json_atomic
 
 
 def test_written_files_have_the_permissions_of_a_plain_open(tmp_path):

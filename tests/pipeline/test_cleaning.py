@@ -1,4 +1,4 @@
-"""Tests for pipeline.cleaning: the seed-faithful Big Bazaar cleaning, generic mappings, UCI Online Retail."""
+"""Tests for pipeline.sources.cleaning: the seed-faithful Big Bazaar cleaning, generic mappings, UCI Online Retail."""
 from __future__ import annotations
 
 from datetime import date
@@ -9,14 +9,14 @@ import pandas as pd
 import pytest
 from sklearn.preprocessing import LabelEncoder
 
-from pipeline.cleaning import (
+from pipeline.sources.cleaning import (
     ONLINE_RETAIL_MAPPING,
     CleanResult,
     clean_bigbazaar,
     clean_generic,
     clean_online_retail,
 )
-from pipeline.loading import read_bigbazaar, read_table
+from pipeline.sources.loading import read_bigbazaar, read_table
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 CPRODUCTS = DATA / "bigbazaar_skrohit" / "cproducts.csv"

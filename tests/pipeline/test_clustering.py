@@ -9,7 +9,7 @@ import pytest
 from scipy.cluster.hierarchy import cophenet, fcluster, linkage
 from scipy.spatial.distance import pdist
 
-from pipeline.clustering import SCIPY_LINKAGE_METHODS, NeuronClusters, assign_rows, cluster_neurons
+from pipeline.segmentation.clustering import SCIPY_LINKAGE_METHODS, NeuronClusters, assign_rows, cluster_neurons
 
 DATA_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
@@ -93,7 +93,7 @@ def test_cut_height_is_the_midpoint_of_the_k_cluster_band(random_weights: np.nda
 
 def test_tied_heights_report_the_real_cluster_count(caplog: pytest.LogCaptureFixture) -> None:
     weights = np.array([0.0, 0.0, 1.0, 1.0]).reshape(4, 1, 1)  # merges at 0, 0, then 1: no 3-cluster cut
-    with caplog.at_level(logging.WARNING, logger="pipeline.clustering"):
+    with caplog.at_level(logging.WARNING, logger="pipeline.segmentation.clustering"):
         result = cluster_neurons(weights, n_clusters=3)
     assert result.n_clusters == 2
     np.testing.assert_array_equal(result.labels.ravel(), [0, 0, 1, 1])

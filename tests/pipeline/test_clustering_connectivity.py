@@ -10,7 +10,7 @@ from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components
 from sklearn.cluster import AgglomerativeClustering
 
-from pipeline.clustering import CONNECTIVITY_METHODS, cluster_neurons
+from pipeline.segmentation.clustering import CONNECTIVITY_METHODS, cluster_neurons
 from somtorch import SOM
 
 X, Y = 8, 7
@@ -94,7 +94,7 @@ def test_empty_neurons_splitting_the_map_are_reported(noisy_weights: np.ndarray,
                                                       caplog: pytest.LogCaptureFixture) -> None:
     hits = np.ones((X, Y), dtype=int)
     hits[:, 3] = 0  # an empty column cuts the rectangular grid in two
-    with caplog.at_level(logging.WARNING, logger="pipeline.clustering"):
+    with caplog.at_level(logging.WARNING, logger="pipeline.segmentation.clustering"):
         result = cluster_neurons(noisy_weights, method="ward", n_clusters=3, hits=hits, connectivity=True,
                                  coords=map_coords("rectangular"))
     assert "2 separate regions" in caplog.text

@@ -9,7 +9,7 @@ import pytest
 from scipy.cluster.hierarchy import fcluster, linkage
 from sklearn.cluster import KMeans
 
-from pipeline.clustering import cluster_neurons, hit_weighted_ward_linkage
+from pipeline.segmentation.clustering import cluster_neurons, hit_weighted_ward_linkage
 
 
 def same_partition(first: np.ndarray, second: np.ndarray) -> bool:
@@ -153,7 +153,7 @@ def test_outlier_groups_stay_apart_under_kmeans_refinement() -> None:
 def test_too_few_hits_for_k_segments_gives_fewer_and_warns(caplog: pytest.LogCaptureFixture) -> None:
     weights = np.array([0.0, 5.0, 9.0]).reshape(3, 1, 1)
     hits = np.array([1000, 1, 1]).reshape(3, 1)
-    with caplog.at_level(logging.WARNING, logger="pipeline.clustering"):
+    with caplog.at_level(logging.WARNING, logger="pipeline.segmentation.clustering"):
         result = cluster_neurons(weights, method="average", n_clusters=2, hits=hits)
     assert result.n_segments == 1
     assert "asked for 2 clusters but only 1" in caplog.text

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import silhouette_score
 
-from pipeline.clustering import cluster_neurons, hit_weighted_silhouette
+from pipeline.segmentation.clustering import cluster_neurons, hit_weighted_silhouette
 
 
 def brute_force_silhouette(points: np.ndarray, sizes: np.ndarray, labels: np.ndarray) -> float:

@@ -14,11 +14,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.cleaning import CleanResult, clean_bigbazaar, clean_generic, clean_online_retail
-from pipeline.encoding import Standardizer
-from pipeline.loading import read_bigbazaar, read_table
-from pipeline.run import run
-from pipeline.synthetic import generate
+from pipeline.sources.cleaning import CleanResult, clean_bigbazaar, clean_generic, clean_online_retail
+from pipeline.features.encoding import Standardizer
+from pipeline.sources.loading import read_bigbazaar, read_table
+from pipeline.app.run import run
+from pipeline.sources.synthetic import generate
 from tests.pipeline.test_cleaning import BASE_ROW, bigbazaar_raw
 from tests.pipeline.test_run import assert_no_results, tiny_config
 
@@ -218,7 +218,7 @@ def test_non_ascii_digit_ids_are_dropped_not_merged(customer: str) -> None:
     assert result.clean["row_id"].tolist() == [0, 2]
 
 
-# ---------------------------------------------------------------- end to end through pipeline.run
+# ---------------------------------------------------------------- end to end through pipeline.app.run
 
 
 def assert_rows_accounted(output_dir: Path, n_input: int) -> tuple[pd.DataFrame, pd.DataFrame]:

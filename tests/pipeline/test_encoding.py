@@ -1,4 +1,4 @@
-"""Tests for pipeline.encoding: the capped, overflow-safe Standardizer and the MajorityEncoder."""
+"""Tests for pipeline.features.encoding: the capped, overflow-safe Standardizer and the MajorityEncoder."""
 from __future__ import annotations
 
 import statistics
@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from sklearn.preprocessing import StandardScaler
 
-from pipeline.encoding import MajorityEncoder, Standardizer, encoder_from_state
+from pipeline.features.encoding import MajorityEncoder, Standardizer, encoder_from_state
 
 
 def test_standardizer_caps_z_scores_but_keeps_the_uncapped_mean_and_scale():

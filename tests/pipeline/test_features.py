@@ -1,4 +1,4 @@
-"""Tests for pipeline.features and pipeline.encoding: feature sets, scaling, inverse transform, state."""
+"""Tests for pipeline.features.preprocessor and pipeline.features.encoding: feature sets, scaling, inverse transform, state."""
 from __future__ import annotations
 
 import io
@@ -11,10 +11,10 @@ import pytest
 import torch
 from sklearn.preprocessing import LabelEncoder, OneHotEncoder, StandardScaler
 
-from pipeline.cleaning import clean_bigbazaar, clean_generic
-from pipeline.feature_sets import FEATURE_SETS, SEED_COLUMNS
-from pipeline.features import FeaturePreprocessor
-from pipeline.loading import read_bigbazaar
+from pipeline.sources.cleaning import clean_bigbazaar, clean_generic
+from pipeline.features.feature_sets import FEATURE_SETS, SEED_COLUMNS
+from pipeline.features.preprocessor import FeaturePreprocessor
+from pipeline.sources.loading import read_bigbazaar
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 CPRODUCTS = DATA / "bigbazaar_skrohit" / "cproducts.csv"
@@ -345,7 +345,7 @@ def test_store_addresses_learned_at_fit_are_applied_unchanged_to_new_data(caplog
     new["PinCode"] = [580001, 580002, 452001, 580003, 580004, 625001]
     new.loc[5, "store_code"] = 9999  # a store never seen at fit: its line flags nothing
     for preprocessor in (fitted, restored):
-        with caplog.at_level(logging.WARNING, logger="pipeline.feature_sets"):
+        with caplog.at_level(logging.WARNING, logger="pipeline.features.feature_sets"):
             decoded = preprocessor.decode(preprocessor.transform(new)[1][preprocessor.feature_names])
         # customers 3, 5, 7: lines against 2655 = MADHYAPRADESH / 452
         np.testing.assert_allclose(decoded["out_of_state_share"], [1.0, 2 / 3, 0.5])
@@ -354,7 +354,7 @@ def test_store_addresses_learned_at_fit_are_applied_unchanged_to_new_data(caplog
 
 
 def test_valid_pin_prefix_and_state_key():
-    from pipeline.feature_sets import pin_prefix, state_key
+    from pipeline.features.feature_sets import pin_prefix, state_key
 
     pins = pd.Series([452001.0, 999999.0, 56001.0, np.nan, 110001.0, 899999.0])
     assert pin_prefix(pins).tolist() == [452, pd.NA, pd.NA, pd.NA, 110, 899]
@@ -375,13 +375,13 @@ def test_unseen_categories_encode_as_zero_or_minus_one_with_warning(random_clean
     novel["store_code"] = [9999, 2655, 2655]
     novel["Gender"] = ["other", "male", "male"]
     behavioural = FeaturePreprocessor("behavioural").fit(random_clean)
-    with caplog.at_level(logging.WARNING, logger="pipeline.encoding"):
+    with caplog.at_level(logging.WARNING, logger="pipeline.features.encoding"):
         _, units = behavioural.transform(novel)
     store_columns = [name for name in behavioural.feature_names if name.startswith("store_code=")]
     assert units.loc[0, store_columns].sum() == 0 and units.loc[1, "store_code=2655"] == 1
     assert "9999" in caplog.text and "'store_code'" in caplog.text
     seed = FeaturePreprocessor("seed").fit(random_clean)
-    with caplog.at_level(logging.WARNING, logger="pipeline.encoding"):
+    with caplog.at_level(logging.WARNING, logger="pipeline.features.encoding"):
         _, seed_units = seed.transform(novel)
     assert seed_units.loc[0, "Gender"] == -1 and "'other'" in caplog.text
 
@@ -521,7 +521,7 @@ def online_retail_raw() -> pd.DataFrame:
 
 
 def test_online_retail_country_as_domestic_foreign_plus_three_largest_and_return_share():
-    from pipeline.cleaning import clean_online_retail
+    from pipeline.sources.cleaning import clean_online_retail
 
     clean = clean_online_retail(online_retail_raw()).clean
     preprocessor = FeaturePreprocessor("customer")
@@ -545,7 +545,7 @@ def test_online_retail_country_as_domestic_foreign_plus_three_largest_and_return
 
 
 def test_synthetic_generator_output_runs_through_every_feature_set():
-    synthetic = pytest.importorskip("pipeline.synthetic")
+    synthetic = pytest.importorskip("pipeline.sources.synthetic")
     clean = clean_bigbazaar(synthetic.generate(300, seed=2).transactions).clean
     for feature_set in FEATURE_SETS:
         preprocessor = FeaturePreprocessor(feature_set)

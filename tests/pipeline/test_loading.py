@@ -1,4 +1,4 @@
-"""Tests for pipeline.loading: table reading, row ids, column checks."""
+"""Tests for pipeline.sources.loading: table reading, row ids, column checks."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.loading import read_bigbazaar, read_table, require_columns, with_row_id
+from pipeline.sources.loading import read_bigbazaar, read_table, require_columns, with_row_id
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 CPRODUCTS = DATA / "bigbazaar_skrohit" / "cproducts.csv"

@@ -20,9 +20,9 @@ from minisom import MiniSom
 from scipy.cluster.hierarchy import dendrogram, fcluster, linkage, to_tree
 from sklearn.cluster import KMeans
 
-import pipeline.plots as plots
-from pipeline.clustering import cluster_neurons
-from pipeline.plots import (
+import pipeline.outputs.plots as plots
+from pipeline.segmentation.clustering import cluster_neurons
+from pipeline.outputs.plots import (
     CUT_LABEL_GID,
     CUT_LINE_GID,
     HALO_GID,

@@ -13,9 +13,9 @@ import pytest
 import torch
 
 import segment
-from pipeline.loading import read_table
-from pipeline.segmenter import CustomerSegmenter, read_raw_table
-from pipeline.synthetic import generate
+from pipeline.sources.loading import read_table
+from pipeline.segmentation.segmenter import CustomerSegmenter, read_raw_table
+from pipeline.sources.synthetic import generate
 from somtorch import SOM
 from somtorch.som import FILE_FORMAT
 

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from sklearn.preprocessing import LabelEncoder
 
-from pipeline.run import run
+from pipeline.app.run import run
 from tests.pipeline.test_run import PLOTS, assert_valid_png, tiny_config
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"

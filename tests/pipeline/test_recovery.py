@@ -12,9 +12,9 @@ import warnings
 import pandas as pd
 import pytest
 
-from pipeline.scoring import kmeans_baseline, score_against_truth
-from pipeline.segmenter import CustomerSegmenter
-from pipeline.synthetic import generate
+from pipeline.segmentation.scoring import kmeans_baseline, score_against_truth
+from pipeline.segmentation.segmenter import CustomerSegmenter
+from pipeline.sources.synthetic import generate
 
 SEEDS = (0, 1, 2)
 N_CUSTOMERS = 1_500

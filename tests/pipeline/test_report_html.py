@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.report_html import BAR_HALF, MAX_SCALE, PROFILE_FEATURES, write_report_html
-from pipeline.segments import describe_segments
+from pipeline.outputs.report_html import BAR_HALF, MAX_SCALE, PROFILE_FEATURES, write_report_html
+from pipeline.segmentation.segments import describe_segments
 
 matplotlib.use("Agg")
 

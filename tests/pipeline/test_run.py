@@ -1,4 +1,4 @@
-"""End-to-end tests of pipeline.run.run on tiny synthetic configurations: output files, their contents against
+"""End-to-end tests of pipeline.app.run.run on tiny synthetic configurations: output files, their contents against
 independent recomputation (NumPy float64, pandas, sklearn), reproducibility, and bad input."""
 from __future__ import annotations
 
@@ -15,11 +15,11 @@ import pytest
 import torch
 from sklearn.metrics import silhouette_score
 
-from pipeline.cleaning import clean_bigbazaar
-from pipeline.features import FeaturePreprocessor
-from pipeline.run import objective_value, run
-from pipeline.segmenter import CustomerSegmenter
-from pipeline.synthetic import generate
+from pipeline.sources.cleaning import clean_bigbazaar
+from pipeline.features.preprocessor import FeaturePreprocessor
+from pipeline.app.run import objective_value, run
+from pipeline.segmentation.segmenter import CustomerSegmenter
+from pipeline.sources.synthetic import generate
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PLOTS = ("u_matrix.png", "dendrogram.png", "dendrogram_truncated.png", "cluster_map.png", "component_planes.png",
@@ -303,7 +303,7 @@ def test_more_clusters_than_neurons_fails_before_training(tmp_path: Path, monkey
 
 
 def test_fewer_rows_than_neurons_warns_once_but_runs(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level("WARNING", logger="pipeline.segmenter"):
+    with caplog.at_level("WARNING", logger="pipeline.segmentation.segmenter"):
         metrics = run(tiny_config(tmp_path, data__n_customers=90, som__x=12, som__y=12))
     pattern = re.compile(r"only \d+ transaction units to train a 12×12 map of 144 neurons")
     assert len([record for record in caplog.records if pattern.search(record.getMessage())]) == 1
@@ -358,7 +358,7 @@ def test_a_run_failing_while_writing_the_report_publishes_nothing(tmp_path: Path
     def broken_report(*args: Any, **kwargs: Any) -> None:
         raise RuntimeError("disk full while writing report.html")
 
-    monkeypatch.setattr("pipeline.run.write_report_html", broken_report)
+    monkeypatch.setattr("pipeline.app.run.write_report_html", broken_report)
     with pytest.raises(RuntimeError, match="report.html"):
         run(tiny_config(tmp_path / "out", features__name="customer"))
     assert_no_results(tmp_path / "out")

@@ -1,4 +1,4 @@
-"""Tests for pipeline.segmenter: fit / predict / save / load / segment_file, against the run's own outputs and
+"""Tests for pipeline.segmentation.segmenter: fit / predict / save / load / segment_file, against the run's own outputs and
 against rows the model was trained on."""
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 import torch
 
-from pipeline.run import run
-from pipeline.segmenter import CustomerSegmenter, segment_file
-from pipeline.synthetic import generate
+from pipeline.app.run import run
+from pipeline.segmentation.segmenter import CustomerSegmenter, segment_file
+from pipeline.sources.synthetic import generate
 from somtorch import SOM
 from tests.pipeline.test_run import tiny_config
 

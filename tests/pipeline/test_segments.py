@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.segments import describe_segments, feature_label, format_value
+from pipeline.segmentation.segments import describe_segments, feature_label, format_value
 
 # 9 customers in 3 segments. Segment 0: apparel lovers, young; segment 1: older, FMCG; segment 2: mixed.
 UNITS = pd.DataFrame({

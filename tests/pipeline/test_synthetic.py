@@ -1,4 +1,4 @@
-"""Tests for the synthetic retail generator (pipeline/synthetic.py).
+"""Tests for the synthetic retail generator (pipeline/sources/synthetic.py).
 
 References: the real seed file (when present), the figures measured on it and listed in shared/SYNTHETIC_DATA.md
 (with margins), and hand-derived properties of the segments.
@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from pipeline.synthetic import SEGMENT_NAMES, SyntheticData, generate, write_synthetic
+from pipeline.sources.synthetic import SEGMENT_NAMES, SyntheticData, generate, write_synthetic
 
 REAL_FILE = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "bigbazaar_skrohit" / "cproducts.csv"
 COLUMNS = ["customerID", "DOB", "Gender", "State", "PinCode", "transactionDate", "store_code", "store_description",

@@ -35,7 +35,7 @@ from matplotlib.patches import Patch
 from scipy.cluster.hierarchy import dendrogram, fcluster
 from tqdm import tqdm
 
-from pipeline.atomic import write_atomic
+from pipeline.outputs.atomic import write_atomic
 
 logger = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Cleaned transactions -> the scaled feature matrix X the SOM trains on, and X -> original units.
 
 ``FeaturePreprocessor`` is sklearn-shaped (fit / transform / inverse_transform). The feature sets it applies,
-and why their columns were chosen, are in ``pipeline.feature_sets``. Its fitted state is plain Python, so it is
+and why their columns were chosen, are in ``pipeline.features.feature_sets``. Its fitted state is plain Python, so it is
 stored in ``model.pt`` beside the SOM weights and segments new rows the same way.
 """
 from __future__ import annotations
@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipeline.encoding import DEFAULT_Z_CAP, ColumnEncoder, Standardizer, encoder_from_state
-from pipeline.feature_sets import (
+from pipeline.features.encoding import DEFAULT_Z_CAP, ColumnEncoder, Standardizer, encoder_from_state
+from pipeline.features.feature_sets import (
     CUSTOMER,
     FEATURE_SETS,
     SCHEMAS,
@@ -23,7 +23,7 @@ from pipeline.feature_sets import (
     customer_codes,
     detect_schema,
 )
-from pipeline.loading import require_columns
+from pipeline.sources.loading import require_columns
 
 logger = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@
 preprocessor (encoders and scaler), the SOM weights and the neuron → cluster map; ``predict(raw)`` applies the
 same cleaning, encoding and scaling to new rows and gives each row the cluster of its best-matching unit.
 ``save``/``load`` keep all of it in one ``model.pt`` of tensors and plain values (``torch.load(weights_only=True)``).
-``pipeline.run.run`` is built on this class, so training and scoring share one code path.
+``pipeline.app.run.run`` is built on this class, so training and scoring share one code path.
 """
 from __future__ import annotations
 
@@ -22,18 +22,18 @@ import numpy as np
 import pandas as pd
 import torch
 
-from pipeline.atomic import ensure_writable_dir, write_atomic, write_csv_atomic
-from pipeline.cleaning import (
+from pipeline.outputs.atomic import ensure_writable_dir, write_atomic, write_csv_atomic
+from pipeline.sources.cleaning import (
     REASON,
     CleanResult,
     clean_bigbazaar,
     clean_generic,
     clean_online_retail,
 )
-from pipeline.clustering import LINKAGE_METHODS, REFINEMENTS, NeuronClusters, assign_rows, cluster_neurons
-from pipeline.feature_sets import FEATURE_SETS, SCHEMAS
-from pipeline.features import FeaturePreprocessor
-from pipeline.loading import ROW_ID, read_bigbazaar, read_table, with_row_id
+from pipeline.segmentation.clustering import LINKAGE_METHODS, REFINEMENTS, NeuronClusters, assign_rows, cluster_neurons
+from pipeline.features.feature_sets import FEATURE_SETS, SCHEMAS
+from pipeline.features.preprocessor import FeaturePreprocessor
+from pipeline.sources.loading import ROW_ID, read_bigbazaar, read_table, with_row_id
 from somtorch import SOM
 from somtorch._inputs import resolve_device, resolve_dtype
 from somtorch.persistence import broken_part, load_state, not_a_model
@@ -104,10 +104,10 @@ class CustomerSegmenter:
 
     Args:
         feature_set: ``customer`` (one unit per customer, the default), ``behavioural`` or ``seed``
-            (transaction level; ``pipeline.feature_sets``).
+            (transaction level; ``pipeline.features.feature_sets``).
         schema: how raw rows are cleaned: ``bigbazaar`` (cproducts.csv), ``generic`` (needs ``columns``) or
             ``online_retail`` (UCI Online Retail).
-        columns: the column mapping of the generic schema (``pipeline.cleaning.clean_generic``).
+        columns: the column mapping of the generic schema (``pipeline.sources.cleaning.clean_generic``).
         age_reference_date: Big Bazaar Age reference day; None → the latest transaction date of the fit data,
             then kept fixed for ``predict``.
         age_range: (low, high) plausible ages in years for Big Bazaar rows; rows outside are dropped with a
@@ -120,7 +120,7 @@ class CustomerSegmenter:
         init: ``random_unit`` (the SOM constructor's random unit vectors), ``sample`` (``random_weights_init``,
             rows drawn from the data) or ``pca`` (``pca_weights_init``).
         linkage_method, n_clusters, max_d, refine, connectivity, k_range, min_segment_share: how the neurons
-            are clustered (``pipeline.clustering.cluster_neurons``, weighted by their hits): a scipy linkage
+            are clustered (``pipeline.segmentation.clustering.cluster_neurons``, weighted by their hits): a scipy linkage
             hierarchy over the non-empty neurons cut into ``n_clusters`` segments (an int, or ``"auto"`` to pick
             k in ``k_range``) or, with ``n_clusters=None``, at height ``max_d``; ``refine="kmeans"`` refines the
             cut by hit-weighted k-means; ``connectivity`` keeps segments contiguous on the map; clusters with
@@ -338,7 +338,7 @@ class CustomerSegmenter:
         """Apply this model's cleaning (schema, resolved Age reference date, column mapping) to raw rows.
 
         A blank or non-numeric cell drops its row with a reason; a mostly unparseable column raises (a wrong
-        column mapping), see ``pipeline.cleaning``.
+        column mapping), see ``pipeline.sources.cleaning``.
         """
         schema = self.cleaning_["schema"]
         raw = with_row_id(raw)

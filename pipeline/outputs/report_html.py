@@ -18,8 +18,8 @@ from typing import Any
 
 import pandas as pd
 
-from pipeline.atomic import write_text_atomic
-from pipeline.segments import SegmentDescription, format_value
+from pipeline.outputs.atomic import write_text_atomic
+from pipeline.segmentation.segments import SegmentDescription, format_value
 
 logger = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ def write_report_html(
     overview: the run's facts, shown as a table in the given order. Expected keys (any others are shown by their
       name): data_source, rows_in, rows_dropped (mapping reason -> count), rows_clustered, customers, n_segments
       (or k), method, quantization_error, topographic_error, seed.
-    segments: the description from ``pipeline.segments.describe_segments``; one card per row of its table.
+    segments: the description from ``pipeline.segmentation.segments.describe_segments``; one card per row of its table.
     images: title -> image file (PNG, JPEG, GIF or SVG: U-matrix with segments, k-selection plot, truncated
       dendrogram, component planes), embedded in the page in the given order.
     """

@@ -33,7 +33,7 @@ from hydra.errors import OverrideParseException
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from pipeline.atomic import write_atomic, write_csv_atomic
+from pipeline.outputs.atomic import write_atomic, write_csv_atomic
 
 logger = logging.getLogger(__name__)
 

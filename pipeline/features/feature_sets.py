@@ -58,16 +58,16 @@ and applied unchanged to new data), how the units are built and which encoders t
   The heavy-tailed counts and amounts (``LOG_COLUMNS``) enter through slog1p; the rest as they are.
 
 Scaling: continuous columns are standardised; columns within [0, 1] (indicators, one-hot columns, shares) are
-centred and divided by 0.5 instead of by their own standard deviation (``pipeline.encoding.Standardizer``), so a
+centred and divided by 0.5 instead of by their own standard deviation (``pipeline.features.encoding.Standardizer``), so a
 rare indicator such as FuturePrivilegeClub (0.1% of rows) stays within ±2 instead of reaching z ≈ 30 and turning
 its few rows into outlier neurons. On synthetic data with planted segments this raised the SOM + average-linkage
 ARI from 0.03–0.11 to 0.26–0.35 (behavioural) and from 0.08 to 0.20 (customer), 4,000 customers, two data seeds.
-Outside ``seed``, z-scores are capped at |z| ≤ ``pipeline.encoding.DEFAULT_Z_CAP`` so that extreme units never
+Outside ``seed``, z-scores are capped at |z| ≤ ``pipeline.features.encoding.DEFAULT_Z_CAP`` so that extreme units never
 dominate the map.
 
 Each builder returns the units' identifier columns and their source columns in original units; each encoder
-factory lists the column encoders (pipeline.encoding) that turn the sources into model columns.
-``pipeline.features.FeaturePreprocessor`` applies them and the scaler. Every unit table carries ``n_rows`` (its
+factory lists the column encoders (pipeline.features.encoding) that turn the sources into model columns.
+``pipeline.features.preprocessor.FeaturePreprocessor`` applies them and the scaler. Every unit table carries ``n_rows`` (its
 input lines) and ``monetary_total`` (its spend over purchase lines, in original units) beside the identifiers.
 """
 from __future__ import annotations
@@ -80,8 +80,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipeline.cleaning import AMOUNT, CUSTOMER_ID, DATE, INVOICE, QUANTITY, UNIT_PRICE
-from pipeline.encoding import (
+from pipeline.sources.cleaning import AMOUNT, CUSTOMER_ID, DATE, INVOICE, QUANTITY, UNIT_PRICE
+from pipeline.features.encoding import (
     ColumnEncoder,
     CyclicEncoder,
     LabelCodeEncoder,
@@ -90,7 +90,7 @@ from pipeline.encoding import (
     OneHotEncoder,
     TokenSetEncoder,
 )
-from pipeline.loading import ROW_ID, require_columns
+from pipeline.sources.loading import ROW_ID, require_columns
 
 logger = logging.getLogger(__name__)
 

@@ -19,12 +19,12 @@ Data-quality rules (so that data errors never become segments of their own):
   ``age_range=None`` switches the rule off (``experiment=seed_reproduction``, to match the author's file).
 - **Zero- and negative-price lines** are kept: free items (price 0) and returns (price, amount or quantity
   below 0) are real events. Feature sets turn them into shares of a customer's lines (``free_item_share``,
-  ``return_share``) and count spend over positive lines only (``pipeline.feature_sets``). UCI Online Retail
+  ``return_share``) and count spend over positive lines only (``pipeline.features.feature_sets``). UCI Online Retail
   cancellations (InvoiceNo ``C...``) are kept for the same reason: they are that data set's returns.
 - **State** (Big Bazaar) is kept, upper-cased with runs of blanks collapsed; blanks and placeholders
   (``DUMMY``, ``X``, ``OTHER``, ``NA``) become missing. The customer feature set compares it with the
   store's state.
-- **Extreme values** are not removed here: the scaler caps standardised values (``pipeline.encoding``) and
+- **Extreme values** are not removed here: the scaler caps standardised values (``pipeline.features.encoding``) and
   scales in float64 without overflow. Only values float64 cannot hold (``1e400`` -> inf, or a quantity *
   unit_price product that overflows), and values so large that a sum over the table's n rows could overflow
   (|v| > float64 max / n), drop their row with a reason.
@@ -48,7 +48,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipeline.loading import BIGBAZAAR_COLUMNS, ROW_ID, require_columns, with_row_id
+from pipeline.sources.loading import BIGBAZAAR_COLUMNS, ROW_ID, require_columns, with_row_id
 
 logger = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 Hydra's ``train.py`` calls ``run(cfg)``; tests call it with a plain dict.
 
 The configuration keys are those of ``configs/`` (seed, paths.output_dir, data, features, som, device, clustering,
-plots, objective). The model is fitted by ``pipeline.segmenter.CustomerSegmenter``, the same code that segments new
+plots, objective). The model is fitted by ``pipeline.segmentation.segmenter.CustomerSegmenter``, the same code that segments new
 files later. Every output is first written (atomically) into a hidden staging folder inside ``output_dir`` and
 moved into place only when all of them exist, so a run that fails, at any stage, leaves no result files.
 """
@@ -21,14 +21,14 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import silhouette_score
 
-from pipeline.atomic import (
+from pipeline.outputs.atomic import (
     ensure_writable_dir,
     make_staging_dir,
     remove_stale_staging,
     write_csv_atomic,
     write_json_atomic,
 )
-from pipeline.plots import (
+from pipeline.outputs.plots import (
     dendrogram_leaves,
     plot_cluster_map,
     plot_component_planes,
@@ -37,7 +37,7 @@ from pipeline.plots import (
     plot_truncated_dendrogram,
     plot_u_matrix,
 )
-from pipeline.report import (
+from pipeline.outputs.tables import (
     cluster_profiles,
     customer_table,
     describe_fitted_segments,
@@ -46,11 +46,11 @@ from pipeline.report import (
     run_metrics,
     unit_features,
 )
-from pipeline.report_html import write_report_html
-from pipeline.scoring import score_against_truth
-from pipeline.segments import SegmentDescription
-from pipeline.segmenter import CustomerSegmenter, check_choice, read_raw_table, timed_stage, to_plain
-from pipeline.synthetic import generate
+from pipeline.outputs.report_html import write_report_html
+from pipeline.segmentation.scoring import score_against_truth
+from pipeline.segmentation.segments import SegmentDescription
+from pipeline.segmentation.segmenter import CustomerSegmenter, check_choice, read_raw_table, timed_stage, to_plain
+from pipeline.sources.synthetic import generate
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ DATA_SOURCES = ("synthetic", "file")
 OBJECTIVES = ("qe_te", "silhouette")
 SILHOUETTE_SAMPLE = 5_000
 CSV_FLOAT_FORMAT = "%.10g"
-K_CRITERION = "silhouette"  # the k_selection.csv column that picks k (pipeline.clustering)
+K_CRITERION = "silhouette"  # the k_selection.csv column that picks k (pipeline.segmentation.clustering)
 # Plots embedded in report.html: plot name -> title.
 REPORT_IMAGES = {
     "u_matrix": "U-matrix with segments",
@@ -137,7 +137,7 @@ def run(cfg: Mapping[str, Any]) -> dict[str, Any]:
 def load_transactions(data: Mapping[str, Any], seed: int) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     """The raw transactions of the ``data`` section and, for synthetic data, the truth (else None).
 
-    ``source: synthetic`` draws ``pipeline.synthetic.generate`` (Big Bazaar schema) with ``n_customers``,
+    ``source: synthetic`` draws ``pipeline.sources.synthetic.generate`` (Big Bazaar schema) with ``n_customers``,
     ``seed`` (default: the run's seed), ``separation``, ``noise_frac``, ``dirt`` and ``rows_per_customer``;
     ``source: file`` reads ``path`` (CSV, CSV.gz or Parquet) for ``schema``.
     """

@@ -1,4 +1,4 @@
-"""Typed schema of the Hydra app's configuration (the keys ``pipeline.run.run`` reads), for Hydra's ConfigStore.
+"""Typed schema of the Hydra app's configuration (the keys ``pipeline.app.run.run`` reads), for Hydra's ConfigStore.
 
 The dataclasses mirror ``configs/`` key for key. ``register_configs()`` stores ``AppConfig`` as ``config_schema``,
 the first entry of ``configs/config.yaml``'s defaults list, so every group option is merged into a typed, closed
@@ -29,7 +29,7 @@ class PathsConfig:
 
 @dataclass
 class ColumnMapping:
-    """Column roles of a generic transactions file (``pipeline.cleaning.clean_generic``).
+    """Column roles of a generic transactions file (``pipeline.sources.cleaning.clean_generic``).
 
     ``id`` and ``date`` are required; give ``amount``, or ``quantity`` and ``unit_price`` (amount = their product).
     """
@@ -65,7 +65,7 @@ class DataConfig:
 
 @dataclass
 class FeaturesConfig:
-    """The feature set: ``customer`` (default), ``behavioural`` or ``seed`` (``pipeline.feature_sets``)."""
+    """The feature set: ``customer`` (default), ``behavioural`` or ``seed`` (``pipeline.features.feature_sets``)."""
 
     name: str = "customer"
 
@@ -101,7 +101,7 @@ class DeviceConfig:
 
 @dataclass
 class ClusteringConfig:
-    """Segments from the neurons (``pipeline.clustering.cluster_neurons``): ``n_clusters`` (an int or ``auto``) or,
+    """Segments from the neurons (``pipeline.segmentation.clustering.cluster_neurons``): ``n_clusters`` (an int or ``auto``) or,
     with ``n_clusters: null``, a cut height ``max_d``."""
 
     method: str = "hit_weighted_ward"

@@ -64,8 +64,8 @@ import numpy as np
 import pandas as pd
 from scipy import special
 
-from pipeline.atomic import write_csv_atomic
-from pipeline.synthetic_catalog import (
+from pipeline.outputs.atomic import write_csv_atomic
+from pipeline.sources.synthetic_catalog import (
     APPAREL,
     FMCG,
     GM,

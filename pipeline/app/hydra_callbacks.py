@@ -1,7 +1,7 @@
 """Hydra callbacks of ``train.py`` (configured under ``hydra.callbacks`` in ``configs/config.yaml``).
 
 ``SweepSummaryCallback`` runs once at the end of every multirun, in the process that launched it. It keeps no
-state between jobs: it reads the files the jobs wrote (``pipeline.sweep_summary``), so it works with any
+state between jobs: it reads the files the jobs wrote (``pipeline.app.sweep_summary``), so it works with any
 launcher (basic, joblib) and sweeper (basic, Optuna).
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from pipeline.sweep_summary import write_sweep_summary
+from pipeline.app.sweep_summary import write_sweep_summary
 
 logger = logging.getLogger(__name__)
 

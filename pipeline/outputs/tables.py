@@ -17,12 +17,12 @@ import sklearn
 import torch
 
 import somtorch
-from pipeline.encoding import NumericEncoder, TokenSetEncoder
-from pipeline.feature_sets import N_ROWS, REVENUE
-from pipeline.features import FeaturePreprocessor
-from pipeline.loading import ROW_ID
-from pipeline.segmenter import CustomerSegmenter, Segmentation
-from pipeline.segments import SegmentDescription, describe_segments
+from pipeline.features.encoding import NumericEncoder, TokenSetEncoder
+from pipeline.features.feature_sets import N_ROWS, REVENUE
+from pipeline.features.preprocessor import FeaturePreprocessor
+from pipeline.sources.loading import ROW_ID
+from pipeline.segmentation.segmenter import CustomerSegmenter, Segmentation
+from pipeline.segmentation.segments import SegmentDescription, describe_segments
 
 logger = logging.getLogger(__name__)
 
@@ -105,7 +105,7 @@ def cluster_profiles(
 
 def describe_fitted_segments(segmenter: CustomerSegmenter, features: pd.DataFrame) -> SegmentDescription:
     """segments.csv of a fitted model: per segment its size and shares (units, rows, revenue), its distinguishing
-    traits against all units in original units, and its name (``pipeline.segments.describe_segments``).
+    traits against all units in original units, and its name (``pipeline.segmentation.segments.describe_segments``).
 
     ``features`` is ``unit_features`` of the training units; revenue is each unit's spend on positive lines
     (``monetary_total``), so returns and free items do not count as spend.
@@ -174,7 +174,7 @@ def run_metrics(
 ) -> dict[str, Any]:
     """The metrics.json dictionary: row counts, fit quality, cluster sizes, timings, device, versions, config.
 
-    ``objective`` is the value a sweeper minimises (see ``pipeline.run.objective_value``).
+    ``objective`` is the value a sweeper minimises (see ``pipeline.app.run.objective_value``).
     """
     training = segmenter.training_
     clusters = segmenter.neuron_clusters_

@@ -1,0 +1,1 @@
+"""The application around the pipeline: ``run(cfg)``, the config schema, Hydra callbacks and the sweep summary."""

@@ -1,0 +1,1 @@
+"""The segmenter (clean -> features -> SOM -> neuron clusters), neuron clustering, segment descriptions, scoring."""
