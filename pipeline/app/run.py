@@ -49,7 +49,9 @@ from pipeline.outputs.tables import (
 from pipeline.outputs.report_html import write_report_html
 from pipeline.segmentation.scoring import score_against_truth
 from pipeline.segmentation.segments import SegmentDescription
-from pipeline.segmentation.segmenter import CustomerSegmenter, check_choice, read_raw_table, timed_stage, to_plain
+from pipeline.segmentation.segmenter import CustomerSegmenter, check_choice, timed_stage, to_plain
+from pipeline.sources.chunks import DEFAULT_CHUNK_ROWS
+from pipeline.sources.transactions import TransactionSource
 from pipeline.sources.synthetic import generate
 
 logger = logging.getLogger(__name__)
@@ -134,20 +136,24 @@ def run(cfg: Mapping[str, Any]) -> dict[str, Any]:
     return metrics
 
 
-def load_transactions(data: Mapping[str, Any], seed: int) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+def load_transactions(data: Mapping[str, Any], seed: int) -> tuple[TransactionSource, pd.DataFrame | None]:
     """The raw transactions of the ``data`` section and, for synthetic data, the truth (else None).
 
     ``source: synthetic`` draws ``pipeline.sources.synthetic.generate`` (Big Bazaar schema) with ``n_customers``,
     ``seed`` (default: the run's seed), ``separation``, ``noise_frac``, ``dirt`` and ``rows_per_customer``;
-    ``source: file`` reads ``path`` (CSV, CSV.gz or Parquet) for ``schema``.
+    ``source: file`` names ``path`` (CSV, CSV.gz or Parquet) for ``schema``, checked here and read later, in chunks
+    where the schema and feature set allow (``CustomerSegmenter.fit``). ``chunk_rows`` sets the chunk size.
     """
     source = data.get("source", "synthetic")
     schema = data.get("schema", "bigbazaar")
+    chunk_rows = data.get("chunk_rows") or DEFAULT_CHUNK_ROWS
     check_choice("data.source", source, DATA_SOURCES)
     if source == "file":
         if not data.get("path"):
             raise ValueError("data.source='file' needs data.path (a .csv, .csv.gz or .parquet file)")
-        return read_raw_table(data["path"], schema), None
+        file_source = TransactionSource(path=Path(data["path"]), chunk_rows=chunk_rows)
+        file_source.check()
+        return file_source, None
     if schema != "bigbazaar":
         raise ValueError(f"synthetic data has the Big Bazaar schema; got data.schema={schema!r} (use 'bigbazaar')")
     synthetic_seed = data.get("seed")
@@ -159,7 +165,7 @@ def load_transactions(data: Mapping[str, Any], seed: int) -> tuple[pd.DataFrame,
         noise_frac=data.get("noise_frac", 0.05),
         dirt=data.get("dirt", "real"),
     )
-    return generated.transactions, generated.truth
+    return TransactionSource(table=generated.transactions, chunk_rows=chunk_rows), generated.truth
 
 
 def objective_value(segmenter: CustomerSegmenter, name: str, te_weight: float = 1.0) -> float:
@@ -254,10 +260,10 @@ def _output_tables(
     features = unit_features(segmenter.preprocessor_, training.units, id_column)
     result = result_table(training, features, id_column)
     dropped = training.cleaning.dropped
-    if len(result) + len(dropped) != training.cleaning.n_input:
+    if len(result) + training.cleaning.n_dropped != training.cleaning.n_input:
         raise RuntimeError(
             f"row accounting broken: {training.cleaning.n_input} rows in != {len(result)} in result.csv "
-            f"+ {len(dropped)} in dropped_rows.csv"
+            f"+ {training.cleaning.n_dropped} in dropped_rows.csv"
         )
     customer_level = segmenter.preprocessor_.level == "customer"
     units = customer_table(training, features, id_column) if customer_level else result

@@ -20,6 +20,8 @@ from pipeline.features.feature_sets import (
     FEATURE_SETS,
     SCHEMAS,
     TRANSACTION,
+    Recipe,
+    Units,
     customer_codes,
     detect_schema,
 )
@@ -78,17 +80,22 @@ class FeaturePreprocessor:
         if len(clean) == 0:
             raise ValueError("cannot fit the feature preprocessor on an empty frame")
         schema = detect_schema(clean)
-        recipes = FEATURE_SETS[self.feature_set].recipes
-        if schema not in recipes:
-            raise ValueError(
-                f"feature_set {self.feature_set!r} needs {sorted(recipes)} data, got {schema!r} data; "
-                f"feature sets for {schema!r}: {sorted(n for n, fs in FEATURE_SETS.items() if schema in fs.recipes)}"
-            )
-        recipe = recipes[schema]
+        recipe = self._recipe(schema)
+        reference = self._resolve_reference_date(clean) if self.level == CUSTOMER else None
+        learned = recipe.learn(clean)
+        units = recipe.build_units(clean, SCHEMAS[schema], reference, learned)
+        return self.fit_units(units, schema=schema, reference_date=reference, learned=learned)
+
+    def fit_units(
+        self, units: Units, *, schema: str, reference_date: pd.Timestamp | None, learned: Mapping[str, Any]
+    ) -> FeaturePreprocessor:
+        """Learn the encoders and scaler from units built elsewhere (e.g. from streamed per-customer aggregates,
+        ``pipeline.features.customer_aggregates``), with the schema, reference date and learned values they were
+        built with."""
+        recipe = self._recipe(schema)
         self.schema_ = schema
-        self.reference_date_ = self._resolve_reference_date(clean) if self.level == CUSTOMER else None
-        self.learned_ = recipe.learn(clean)
-        units = recipe.build_units(clean, SCHEMAS[schema], self.reference_date_, self.learned_)
+        self.reference_date_ = reference_date
+        self.learned_ = dict(learned)
         self.encoders_ = [encoder.fit(units.sources[encoder.source]) for encoder in recipe.make_encoders(units.sources)]
         encoded = self._encode(units.sources)
         z_cap = None if self.feature_set == "seed" else DEFAULT_Z_CAP
@@ -99,19 +106,34 @@ class FeaturePreprocessor:
         )
         return self
 
-    def transform(self, clean: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame]:
-        """Return X (float64, n_units x D, scaled) and ``units``.
+    def _recipe(self, schema: str) -> Recipe:
+        """This feature set's recipe for ``schema``; ValueError naming the schemas it supports."""
+        recipes = FEATURE_SETS[self.feature_set].recipes
+        if schema not in recipes:
+            raise ValueError(
+                f"feature_set {self.feature_set!r} needs {sorted(recipes)} data, got {schema!r} data; "
+                f"feature sets for {schema!r}: {sorted(n for n, fs in FEATURE_SETS.items() if schema in fs.recipes)}"
+            )
+        return recipes[schema]
 
-        ``units`` has one row per unit: ``unit_id`` (0..n_units−1, the row of X), the identifiers (row_id and
+    def transform(self, clean: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame]:
+        """Return X (float64, n_units x D, scaled) and ``units`` of a cleaned frame (see ``transform_units``)."""
+        self._check_fitted()
+        recipe = FEATURE_SETS[self.feature_set].recipes[self.schema_]
+        return self.transform_units(recipe.build_units(clean, SCHEMAS[self.schema_], self.reference_date_,
+                                                       self.learned_))
+
+    def transform_units(self, units: Units) -> tuple[np.ndarray, pd.DataFrame]:
+        """Return X (float64, n_units x D, scaled) and the unit table.
+
+        The unit table has one row per unit: ``unit_id`` (0..n_units−1, the row of X), the identifiers (row_id and
         the customer id for transaction level; the customer id for customer level), ``n_rows`` (input lines of
         the unit) and ``monetary_total`` (spend over its purchase lines, original units), then the D model
         columns before scaling and capping (named ``feature_names``; ``decode`` turns them into original units).
         """
         self._check_fitted()
-        recipe = FEATURE_SETS[self.feature_set].recipes[self.schema_]
-        units = recipe.build_units(clean, SCHEMAS[self.schema_], self.reference_date_, self.learned_)
         encoded = self._encode(units.sources)
-        model_columns = pd.DataFrame(encoded, columns=self.feature_names)
+        model_columns = pd.DataFrame(encoded, columns=self.feature_names, copy=False)
         ids = units.ids.drop(columns=[column for column in units.ids.columns if column in model_columns.columns])
         unit_frame = pd.concat([pd.DataFrame({UNIT_ID: np.arange(len(encoded))}), ids, model_columns], axis=1)
         return self.standardizer_.transform(encoded), unit_frame

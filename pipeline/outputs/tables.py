@@ -185,12 +185,12 @@ def run_metrics(
     hits = np.bincount(training.unit_bmu, minlength=segmenter.som_.n_neurons)
     return {
         "rows_in": int(training.cleaning.n_input),
-        "rows_dropped": int(len(training.cleaning.dropped)),
+        "rows_dropped": int(training.cleaning.n_dropped),
         "rows_clustered": int(len(result)),
         "customers": int(result[segmenter.id_column].nunique()),
         "units": int(len(unit_table)),
         "unit_level": segmenter.preprocessor_.level,
-        "dropped_reasons": training.cleaning.reason_counts(),
+        "dropped_reasons": dict(training.cleaning.reason_counts),
         "feature_set": segmenter.feature_set,
         "features": list(segmenter.preprocessor_.feature_names),
         "quantization_error": float(segmenter.quantization_error_),

@@ -20,6 +20,7 @@ from typing import Any, Iterator
 
 import numpy as np
 import pandas as pd
+import polars as pl
 import torch
 
 from pipeline.outputs.atomic import ensure_writable_dir, write_atomic, write_csv_atomic
@@ -31,9 +32,17 @@ from pipeline.sources.cleaning import (
     clean_online_retail,
 )
 from pipeline.segmentation.clustering import LINKAGE_METHODS, REFINEMENTS, NeuronClusters, assign_rows, cluster_neurons
-from pipeline.features.feature_sets import FEATURE_SETS, SCHEMAS
+from pipeline.features.feature_sets import BIGBAZAAR, CUSTOMER, FEATURE_SETS, SCHEMAS
 from pipeline.features.preprocessor import FeaturePreprocessor
+from pipeline.segmentation.streaming import (
+    CleaningSummary,
+    DroppedSink,
+    StreamedCustomers,
+    resolve_age_reference,
+    stream_bigbazaar_customers,
+)
 from pipeline.sources.loading import ROW_ID, read_bigbazaar, read_table, with_row_id
+from pipeline.sources.transactions import TransactionSource
 from somtorch import SOM
 from somtorch._inputs import resolve_device, resolve_dtype
 from somtorch.persistence import broken_part, load_state, not_a_model
@@ -47,6 +56,7 @@ AUTO = "auto"
 WEIGHT_INITS = ("random_unit", "sample", "pca")
 BIGBAZAAR_DATE_COLUMN = "transactionDate"
 SEGMENT_COLUMNS = (ROW_ID, "bmu_i", "bmu_j", "cluster")
+RawTransactions = "pd.DataFrame | pl.DataFrame | str | os.PathLike | TransactionSource"
 
 
 @dataclass(frozen=True)
@@ -54,19 +64,24 @@ class Segmentation:
     """Every stage's output for one table of raw transactions, as segmented by a fitted model.
 
     Attributes:
-        cleaning: kept rows (``clean``), dropped rows with reasons and the input count.
+        cleaning: input, kept and dropped row counts, reasons, and the dropped rows (None when they were streamed
+            to a file).
         units: one row per clustered unit (a transaction or a customer): ``unit_id``, identifiers, the model
-            columns before scaling (``FeaturePreprocessor.transform``).
+            columns before scaling (``FeaturePreprocessor.transform_units``).
         X: (n_units, D) float64 scaled features, the SOM's input.
-        unit_of_row: (n_clean_rows,) the unit of each kept row (identity at transaction level).
+        row_ids: (n_kept_rows,) ``row_id`` of each kept input row, in input order.
+        row_customer_ids: (n_kept_rows,) the id column's value of each kept row.
+        unit_of_row: (n_kept_rows,) the unit of each kept row (identity at transaction level).
         unit_bmu: (n_units,) flat BMU index i·y + j of each unit.
         unit_cluster: (n_units,) cluster of each unit = cluster of its BMU.
         map_width: y, the number of map columns, to split flat indices into (i, j).
     """
 
-    cleaning: CleanResult
+    cleaning: CleaningSummary
     units: pd.DataFrame
     X: np.ndarray
+    row_ids: np.ndarray
+    row_customer_ids: np.ndarray
     unit_of_row: np.ndarray
     unit_bmu: np.ndarray
     unit_cluster: np.ndarray
@@ -74,25 +89,49 @@ class Segmentation:
 
     @property
     def row_bmu(self) -> np.ndarray:
-        """(n_clean_rows,) flat BMU of each kept row (its unit's BMU)."""
+        """(n_kept_rows,) flat BMU of each kept row (its unit's BMU)."""
         return self.unit_bmu[self.unit_of_row]
 
     @property
     def row_cluster(self) -> np.ndarray:
-        """(n_clean_rows,) cluster of each kept row (its unit's cluster)."""
+        """(n_kept_rows,) cluster of each kept row (its unit's cluster)."""
         return self.unit_cluster[self.unit_of_row]
 
-    def row_segments(self, id_column: str) -> pd.DataFrame:
-        """Kept rows in input order: ``row_id``, the id column, ``bmu_i``, ``bmu_j``, ``cluster``."""
-        clean = self.cleaning.clean
-        bmu_i, bmu_j = np.divmod(self.row_bmu, self.map_width)
+    def row_segments(self, id_column: str, rows: slice = slice(None)) -> pd.DataFrame:
+        """Kept rows in input order (or the ``rows`` slice of them): ``row_id``, the id column, ``bmu_i``,
+        ``bmu_j``, ``cluster``."""
+        units = self.unit_of_row[rows]
+        bmu_i, bmu_j = np.divmod(self.unit_bmu[units], self.map_width)
         return pd.DataFrame({
-            ROW_ID: clean[ROW_ID].to_numpy(),
-            id_column: clean[id_column].to_numpy(),
+            ROW_ID: self.row_ids[rows],
+            id_column: self.row_customer_ids[rows],
             "bmu_i": bmu_i.astype(np.int64),
             "bmu_j": bmu_j.astype(np.int64),
-            "cluster": self.row_cluster.astype(np.int64),
+            "cluster": self.unit_cluster[units].astype(np.int64),
         })
+
+
+@dataclass(frozen=True)
+class _StreamedRows:
+    """The kept rows of one cleaning (summary, row ids, id values, unit of each row), before the SOM."""
+
+    cleaning: CleaningSummary
+    row_ids: np.ndarray
+    row_customer_ids: np.ndarray
+    unit_of_row: np.ndarray
+
+    def segmentation(self, units: pd.DataFrame, X: np.ndarray, unit_bmu: np.ndarray, labels: np.ndarray,
+                     map_width: int) -> Segmentation:
+        return Segmentation(
+            cleaning=self.cleaning, units=units, X=X, row_ids=self.row_ids, row_customer_ids=self.row_customer_ids,
+            unit_of_row=np.asarray(self.unit_of_row, dtype=np.int64), unit_bmu=unit_bmu,
+            unit_cluster=assign_rows(labels, unit_bmu), map_width=map_width,
+        )
+
+
+def _like(raw: Any, table: pd.DataFrame) -> pd.DataFrame | pl.DataFrame:
+    """``table`` as a Polars frame when ``raw`` was one, else as it is (pandas)."""
+    return pl.from_pandas(table) if isinstance(raw, pl.DataFrame) else table
 
 
 class CustomerSegmenter:
@@ -227,8 +266,14 @@ class CustomerSegmenter:
         return {name: getattr(self, name) for name in inspect.signature(type(self)).parameters}
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, raw: pd.DataFrame) -> CustomerSegmenter:
+    def fit(self, raw: RawTransactions, *, dropped_sink: DroppedSink | None = None) -> CustomerSegmenter:
         """Clean ``raw``, fit the features, train the SOM, cluster its neurons. Returns self.
+
+        ``raw``: a pandas or Polars frame of raw transactions, a file path, or a ``TransactionSource``. Big Bazaar
+        data with customer features take the columnar path (``pipeline.segmentation.streaming``: the input is read
+        and cleaned in chunks, never held whole); other combinations are cleaned in memory. ``dropped_sink``
+        receives the dropped rows chunk by chunk (columnar path; e.g. a file writer), instead of keeping them in
+        ``training_.cleaning.dropped``.
 
         Fitted attributes: ``cleaning_`` (schema, resolved age_reference_date, columns), ``preprocessor_``,
         ``som_``, ``neuron_clusters_`` (linkage, labels (x, y), cut height, cophenetic correlation),
@@ -236,24 +281,32 @@ class CustomerSegmenter:
         ``Segmentation`` of ``raw``) and ``timings_`` (seconds per stage).
         """
         self.validate_params()
+        source = TransactionSource.of(raw)
+        source.check()
         self.timings_: dict[str, float] = {}
-        self.cleaning_ = {
-            "schema": self.schema,
-            "age_reference_date": self._resolve_age_reference(raw),
-            "columns": None if self.columns is None else to_plain(self.columns),
-            "age_range": None if self.age_range is None else [float(age) for age in self.age_range],
-        }
-        with timed_stage("clean", self.timings_):
-            cleaning = self._clean(raw)
-        if len(cleaning.clean) == 0:
-            raise ValueError(
-                f"no rows left after cleaning: all {cleaning.n_input} input rows were dropped "
-                f"(reasons: {cleaning.reason_counts()})"
-            )
-        with timed_stage("features", self.timings_):
-            preprocessor = FeaturePreprocessor(self.feature_set)
-            X, units = preprocessor.fit_transform(cleaning.clean)
-            unit_of_row = preprocessor.unit_index(cleaning.clean)
+        preprocessor = FeaturePreprocessor(self.feature_set)
+        if self._columnar(self.schema, preprocessor.level):
+            with timed_stage("clean", self.timings_):
+                n_rows, age_reference = resolve_age_reference(source, self.age_reference_date)
+                self.cleaning_ = self._cleaning_settings(age_reference.isoformat())
+                streamed = self._stream(source, n_rows, dropped_sink)
+            with timed_stage("features", self.timings_):
+                reference = streamed.latest_kept_day
+                learned = streamed.aggregates.store_addresses()
+                built = streamed.aggregates.units(reference, learned)
+                preprocessor.fit_units(built, schema=BIGBAZAAR, reference_date=reference, learned=learned)
+                X, units = preprocessor.transform_units(built)
+                rows = _StreamedRows(streamed.cleaning, streamed.row_ids, streamed.customer_ids,
+                                     streamed.aggregates.unit_codes(streamed.customer_ids))
+        else:
+            frame = source.frame(self.schema)
+            self.cleaning_ = self._cleaning_settings(self._resolve_age_reference(frame))
+            with timed_stage("clean", self.timings_):
+                cleaning = self._clean(frame)
+            self._check_rows_left(cleaning.n_input, len(cleaning.clean), cleaning.reason_counts())
+            with timed_stage("features", self.timings_):
+                X, units = preprocessor.fit_transform(cleaning.clean)
+                rows = self._kept_rows(cleaning, preprocessor)
         self._check_unit_count(len(X), preprocessor.level)
         with timed_stage("train", self.timings_):
             som = self._train_som(X)
@@ -273,11 +326,45 @@ class CustomerSegmenter:
             )
         self.preprocessor_ = preprocessor
         self.som_ = som
-        self.training_ = Segmentation(
-            cleaning=cleaning, units=units, X=X, unit_of_row=unit_of_row, unit_bmu=unit_bmu,
-            unit_cluster=assign_rows(self.neuron_clusters_.labels, unit_bmu), map_width=self.y,
-        )
+        self.training_ = rows.segmentation(units, X, unit_bmu, self.neuron_clusters_.labels, self.y)
         return self
+
+    @staticmethod
+    def _columnar(schema: str, level: str) -> bool:
+        """Whether data of ``schema`` at unit ``level`` take the columnar, chunked path (Big Bazaar customers)."""
+        return schema == BIGBAZAAR and level == CUSTOMER
+
+    def _cleaning_settings(self, age_reference_date: str | None) -> dict[str, Any]:
+        return {
+            "schema": self.schema,
+            "age_reference_date": age_reference_date,
+            "columns": None if self.columns is None else to_plain(self.columns),
+            "age_range": None if self.age_range is None else [float(age) for age in self.age_range],
+        }
+
+    def _stream(self, source: TransactionSource, n_rows: int, dropped_sink: DroppedSink | None) -> StreamedCustomers:
+        """One chunked pass over ``source`` with this model's cleaning settings (``cleaning_``)."""
+        age_range = self.cleaning_.get("age_range")
+        return stream_bigbazaar_customers(
+            source, age_reference=pd.Timestamp(self.cleaning_["age_reference_date"]).date(), n_rows=n_rows,
+            age_range=None if age_range is None else (float(age_range[0]), float(age_range[1])),
+            dropped_sink=dropped_sink,
+        )
+
+    @staticmethod
+    def _check_rows_left(n_input: int, n_kept: int, reasons: Mapping[str, int]) -> None:
+        if n_kept == 0:
+            raise ValueError(
+                f"no rows left after cleaning: all {n_input} input rows were dropped (reasons: {dict(reasons)})"
+            )
+
+    @staticmethod
+    def _kept_rows(cleaning: CleanResult, preprocessor: FeaturePreprocessor) -> _StreamedRows:
+        """The kept rows of an in-memory cleaning as the arrays a ``Segmentation`` holds."""
+        id_column = SCHEMAS[preprocessor.schema_].id
+        clean = cleaning.clean
+        return _StreamedRows(CleaningSummary.of(cleaning), clean[ROW_ID].to_numpy(np.int64),
+                             clean[id_column].to_numpy(), preprocessor.unit_index(clean))
 
     def validate_params(self) -> None:
         """Check every constructor argument before any work is done (the device must be available here)."""
@@ -296,6 +383,8 @@ class CustomerSegmenter:
             _check_range("age_range", self.age_range, integer=False, low=0)
         if not (isinstance(self.min_segment_share, (int, float)) and 0 <= self.min_segment_share < 0.5):
             raise ValueError(f"min_segment_share must be a share in [0, 0.5), got {self.min_segment_share!r}")
+        if self.age_reference_date is not None:
+            _check_date("age_reference_date", self.age_reference_date)
         if self.schema == "generic" and not self.columns:
             raise ValueError("schema='generic' needs a column mapping (data.columns): {id, date, amount, ...}")
         for name in ("x", "y", "iters", "epochs"):
@@ -391,31 +480,45 @@ class CustomerSegmenter:
         return som
 
     # ------------------------------------------------------------------ prediction
-    def segment(self, raw: pd.DataFrame) -> Segmentation:
-        """Clean, encode and scale ``raw`` with the fitted state and map every unit to its BMU and cluster."""
+    def segment(self, raw: RawTransactions, *, dropped_sink: DroppedSink | None = None) -> Segmentation:
+        """Clean, encode and scale ``raw`` (a frame, a path or a ``TransactionSource``) with the fitted state and map
+        every unit to its BMU and cluster. Big Bazaar customers stream in chunks as in ``fit``."""
         self._check_fitted()
-        cleaning = self._clean(raw)
-        if len(cleaning.clean) == 0:
-            X, units = np.empty((0, len(self.preprocessor_.feature_names))), pd.DataFrame()
-            unit_of_row = np.empty(0, dtype=np.int64)
-            unit_bmu = np.empty(0, dtype=np.int64)
+        source = TransactionSource.of(raw)
+        source.check()
+        preprocessor = self.preprocessor_
+        width = len(preprocessor.feature_names)
+        if self._columnar(self.cleaning_["schema"], preprocessor.level):
+            n_rows, _ = source.bigbazaar_summary()
+            streamed = self._stream(source, n_rows, dropped_sink)
+            rows = _StreamedRows(streamed.cleaning, streamed.row_ids, streamed.customer_ids,
+                                 streamed.aggregates.unit_codes(streamed.customer_ids))
+            if streamed.cleaning.n_kept:
+                X, units = preprocessor.transform_units(
+                    streamed.aggregates.units(preprocessor.reference_date_, preprocessor.learned_))
+            else:
+                X, units = np.empty((0, width)), pd.DataFrame()
         else:
-            X, units = self.preprocessor_.transform(cleaning.clean)
-            unit_of_row = self.preprocessor_.unit_index(cleaning.clean)
-            unit_bmu = self.som_.bmu_indices(X).cpu().numpy()
-        return Segmentation(
-            cleaning=cleaning, units=units, X=X, unit_of_row=unit_of_row, unit_bmu=unit_bmu,
-            unit_cluster=assign_rows(self.neuron_clusters_.labels, unit_bmu), map_width=self.som_.y,
-        )
+            cleaning = self._clean(source.frame(self.cleaning_["schema"]))
+            if len(cleaning.clean) == 0:
+                X, units = np.empty((0, width)), pd.DataFrame()
+                rows = _StreamedRows(CleaningSummary.of(cleaning), np.empty(0, np.int64), np.empty(0, object),
+                                     np.empty(0, np.int64))
+            else:
+                X, units = preprocessor.transform(cleaning.clean)
+                rows = self._kept_rows(cleaning, preprocessor)
+        unit_bmu = self.som_.bmu_indices(X).cpu().numpy() if len(X) else np.empty(0, dtype=np.int64)
+        return rows.segmentation(units, X, unit_bmu, self.neuron_clusters_.labels, self.som_.y)
 
-    def predict(self, raw: pd.DataFrame) -> pd.DataFrame:
+    def predict(self, raw: RawTransactions) -> pd.DataFrame | pl.DataFrame:
         """One row per input row, in ``row_id`` order: ``row_id``, the id column, ``bmu_i``, ``bmu_j``,
-        ``cluster`` (nullable Int64, missing for dropped rows) and ``reason`` (why a row was dropped, else missing)."""
-        return self._prediction_table(self.segment(raw))
+        ``cluster`` (missing for dropped rows) and ``reason`` (why a row was dropped, else missing). A Polars
+        frame in gives a Polars frame out; otherwise pandas (nullable Int64 columns)."""
+        return _like(raw, self._prediction_table(self.segment(raw)))
 
-    def fit_predict(self, raw: pd.DataFrame) -> pd.DataFrame:
+    def fit_predict(self, raw: RawTransactions) -> pd.DataFrame | pl.DataFrame:
         """``fit(raw)``, then the ``predict`` table of the training rows (without segmenting them twice)."""
-        return self.fit(raw)._prediction_table(self.training_)
+        return _like(raw, self.fit(raw)._prediction_table(self.training_))
 
     def _prediction_table(self, segmentation: Segmentation) -> pd.DataFrame:
         """Kept rows with their BMU and cluster, and dropped rows with their reason, in ``row_id`` order."""
@@ -514,11 +617,6 @@ class CustomerSegmenter:
         segmenter.topographic_error_ = state["training_metrics"]["topographic_error"]
         return segmenter
 
-    def read_input(self, path: str | os.PathLike) -> pd.DataFrame:
-        """Read a raw transactions file (CSV, CSV.gz, Parquet) the way this model's schema expects."""
-        schema = self.cleaning_["schema"] if hasattr(self, "cleaning_") else self.schema
-        return read_raw_table(path, schema)
-
     def _check_fitted(self) -> None:
         if not hasattr(self, "som_"):
             raise RuntimeError("CustomerSegmenter is not fitted; call fit() or CustomerSegmenter.load() first")
@@ -542,20 +640,20 @@ def segment_file(
     """
     out = ensure_writable_dir(output_dir)
     segmenter = CustomerSegmenter.load(model_path)
-    raw = segmenter.read_input(data_path)
-    segmentation = segmenter.segment(raw)
+    segmentation = segmenter.segment(data_path)
     segments = segmentation.row_segments(segmenter.id_column)
     dropped = segmentation.cleaning.dropped
-    if len(segments) + len(dropped) != len(raw):
+    n_input = segmentation.cleaning.n_input
+    if len(segments) + len(dropped) != n_input:
         raise RuntimeError(
-            f"row accounting broken: {len(raw)} rows in != {len(segments)} segmented + {len(dropped)} dropped"
+            f"row accounting broken: {n_input} rows in != {len(segments)} segmented + {len(dropped)} dropped"
         )
     segments_path = write_csv_atomic(segments, out / "scored_rows.csv")
     dropped_path = write_csv_atomic(dropped, out / "dropped_rows.csv")
     sizes = np.bincount(segments["cluster"].to_numpy(), minlength=segmenter.neuron_clusters_.n_clusters)
-    logger.info("segmented %d of %d rows of %s into %s", len(segments), len(raw), data_path, out)
+    logger.info("segmented %d of %d rows of %s into %s", len(segments), n_input, data_path, out)
     return {
-        "rows_in": len(raw),
+        "rows_in": n_input,
         "rows_segmented": len(segments),
         "rows_dropped": len(dropped),
         "cluster_sizes": [int(size) for size in sizes],
@@ -589,6 +687,13 @@ def _check_range(name: str, value: Any, *, integer: bool, low: float) -> None:
     ):
         what = "integers" if integer else "numbers"
         raise ValueError(f"{name} must be two {what} [low, high] with {low} <= low <= high, got {value!r}")
+
+
+def _check_date(name: str, value: Any) -> None:
+    try:
+        pd.Timestamp(value)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{name} {value!r} is not a date (use 'YYYY-MM-DD')") from error
 
 
 def _check_positive_int(name: str, value: Any) -> None:
