@@ -61,6 +61,7 @@ class DataConfig:
     age_reference_date: Optional[str] = None
     age_range: Optional[List[float]] = field(default_factory=lambda: [14, 100])
     columns: Optional[ColumnMapping] = None
+    chunk_rows: int = 250_000
 
 
 @dataclass
@@ -124,6 +125,13 @@ class PlotsConfig:
 
 
 @dataclass
+class OutputsConfig:
+    """How result and dropped rows are written: ``csv`` (default) or ``parquet`` (large runs)."""
+
+    format: str = "csv"
+
+
+@dataclass
 class ObjectiveConfig:
     """The number a sweep minimises: ``qe_te`` = QE + te_weight·TE, or ``silhouette`` (returned negated)."""
 
@@ -143,6 +151,7 @@ class AppConfig:
     device: DeviceConfig = field(default_factory=DeviceConfig)
     clustering: ClusteringConfig = field(default_factory=ClusteringConfig)
     plots: PlotsConfig = field(default_factory=PlotsConfig)
+    outputs: OutputsConfig = field(default_factory=OutputsConfig)
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
 
 

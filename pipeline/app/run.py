@@ -14,6 +14,7 @@ import os
 import shutil
 import warnings
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,6 @@ from pipeline.outputs.atomic import (
     ensure_writable_dir,
     make_staging_dir,
     remove_stale_staging,
-    write_csv_atomic,
     write_json_atomic,
 )
 from pipeline.outputs.plots import (
@@ -42,11 +42,12 @@ from pipeline.outputs.tables import (
     customer_table,
     describe_fitted_segments,
     prototype_planes,
-    result_table,
     run_metrics,
     unit_features,
 )
 from pipeline.outputs.report_html import write_report_html
+from pipeline.outputs.rows import ClusterSizes, cluster_sizes, result_chunks, round_columns
+from pipeline.outputs.writers import ChunkedTableWriter, write_table
 from pipeline.segmentation.scoring import score_against_truth
 from pipeline.segmentation.segments import SegmentDescription
 from pipeline.segmentation.segmenter import CustomerSegmenter, check_choice, timed_stage, to_plain
@@ -57,9 +58,9 @@ from pipeline.sources.synthetic import generate
 logger = logging.getLogger(__name__)
 
 DATA_SOURCES = ("synthetic", "file")
+OUTPUT_FORMATS = ("csv", "parquet")
 OBJECTIVES = ("qe_te", "silhouette")
 SILHOUETTE_SAMPLE = 5_000
-CSV_FLOAT_FORMAT = "%.10g"
 K_CRITERION = "silhouette"  # the k_selection.csv column that picks k (pipeline.segmentation.clustering)
 # Plots embedded in report.html: plot name -> title.
 REPORT_IMAGES = {
@@ -84,45 +85,54 @@ def run(cfg: Mapping[str, Any]) -> dict[str, Any]:
     config = to_plain(cfg)
     output_dir = Path(_section(config, "paths")["output_dir"])
     seed = config.get("seed", 0)
+    data, plots = _section(config, "data"), config.get("plots", {})
+    output_format = config.get("outputs", {}).get("format", "csv")
+    objective_config = config.get("objective", {})
+    objective_name = objective_config.get("name", "qe_te")
     segmenter = CustomerSegmenter.from_config(config)
     segmenter.validate_params()
-    check_choice("objective.name", config.get("objective", {}).get("name", "qe_te"), OBJECTIVES)
+    check_choice("objective.name", objective_name, OBJECTIVES)
+    check_choice("outputs.format", output_format, OUTPUT_FORMATS)
     ensure_writable_dir(output_dir)
     remove_stale_staging(output_dir)
     timings: dict[str, float] = {}
     with timed_stage("load", timings, logger):
-        raw, truth = load_transactions(_section(config, "data"), seed)
-    segmenter.fit(raw)
-    timings.update(segmenter.timings_)
-
-    with timed_stage("report", timings, logger):
-        tables, units, description = _output_tables(segmenter)
-        objective_config = config.get("objective", {})
-        objective_name = objective_config.get("name", "qe_te")
-        objective = objective_value(segmenter, objective_name, objective_config.get("te_weight", 1.0))
-        metrics = run_metrics(
-            segmenter, tables["result.csv"], units, timings=timings, config=config,
-            objective_name=objective_name, objective=objective,
-        )
-        metrics["segments"] = description.to_metrics()
-        if truth is not None:
-            recovery = score_against_truth(tables["result.csv"], truth, id_column=segmenter.id_column)
-            metrics["recovery"] = recovery.as_dict()
-
+        source, truth = load_transactions(data, seed)
     staging = make_staging_dir(output_dir)
     try:
+        with ChunkedTableWriter(staging / "dropped_rows", fmt=output_format) as dropped_rows:
+            segmenter.fit(source, dropped_sink=dropped_rows.write)
+            if segmenter.training_.cleaning.dropped is not None:  # cleaned in memory: no chunks were streamed
+                dropped_rows.write(segmenter.training_.cleaning.dropped)
+        timings.update(segmenter.timings_)
+
+        with timed_stage("report", timings, logger):
+            outputs = _output_tables(segmenter)
+            objective = objective_value(segmenter, objective_name, objective_config.get("te_weight", 1.0))
+            metrics = run_metrics(segmenter, outputs.sizes, timings=timings, config=config,
+                                  objective_name=objective_name, objective=objective)
+            metrics["segments"] = outputs.description.to_metrics()
+            if truth is not None:
+                assignments = segmenter.training_.row_segments(segmenter.id_column)
+                metrics["recovery"] = score_against_truth(assignments, truth, id_column=segmenter.id_column).as_dict()
+
         with timed_stage("write", timings, logger):
-            _write_tables(tables, staging)
+            with ChunkedTableWriter(staging / "result", fmt=output_format) as result:
+                for chunk in result_chunks(segmenter.training_, outputs.features, segmenter.id_column):
+                    result.write(chunk)
+            for name, table in outputs.tables.items():
+                write_table(table, staging / name, fmt="csv")
             segmenter.save(staging / "model.pt")
-        plots = config.get("plots", {})
         plot_paths: dict[str, Path] = {}
         if plots.get("enabled", True):
             with timed_stage("plots", timings, logger):
                 plot_paths = write_plots(segmenter, staging / "plots", clustering=config.get("clustering", {}),
-                                         dpi=plots.get("dpi", 100), segment_names=description.table["name"].tolist())
+                                         dpi=plots.get("dpi", 100),
+                                         segment_names=outputs.description.table["name"].tolist())
         metrics["timings_s"] = {stage: round(seconds, 4) for stage, seconds in timings.items()}
         write_json_atomic(metrics, staging / "metrics.json")
-        write_report_html(staging / "report.html", overview=report_overview(metrics, config), segments=description,
+        write_report_html(staging / "report.html", overview=report_overview(metrics, data),
+                          segments=outputs.description,
                           images={REPORT_IMAGES[name]: path for name, path in plot_paths.items()
                                   if name in REPORT_IMAGES})
         _publish(staging, output_dir)
@@ -229,9 +239,8 @@ def write_plots(
     return paths
 
 
-def report_overview(metrics: Mapping[str, Any], config: Mapping[str, Any]) -> dict[str, Any]:
+def report_overview(metrics: Mapping[str, Any], data: Mapping[str, Any]) -> dict[str, Any]:
     """The overview table of report.html: rows in, dropped by reason, clustered, customers, QE, TE, segments."""
-    data = config.get("data", {})
     return {
         "data": data.get("path") or f"synthetic ({data.get('n_customers', '?')} customers)",
         "rows in": metrics["rows_in"],
@@ -250,44 +259,36 @@ def report_overview(metrics: Mapping[str, Any], config: Mapping[str, Any]) -> di
     }
 
 
-def _output_tables(
-    segmenter: CustomerSegmenter,
-) -> tuple[dict[str, pd.DataFrame], pd.DataFrame, SegmentDescription]:
-    """The tables by file name (result.csv, dropped_rows.csv, cluster_profiles.csv, segments.csv,
-    k_selection.csv when there is one, and customers.csv at customer level), the unit table (result rows at
-    transaction level, customers at customer level) and the segment descriptions."""
-    training, id_column = segmenter.training_, segmenter.id_column
-    features = unit_features(segmenter.preprocessor_, training.units, id_column)
-    result = result_table(training, features, id_column)
-    dropped = training.cleaning.dropped
-    if len(result) + training.cleaning.n_dropped != training.cleaning.n_input:
-        raise RuntimeError(
-            f"row accounting broken: {training.cleaning.n_input} rows in != {len(result)} in result.csv "
-            f"+ {training.cleaning.n_dropped} in dropped_rows.csv"
-        )
+@dataclass(frozen=True)
+class _Outputs:
+    """The unit-sized outputs of a fitted model: ``tables`` by file name (cluster_profiles.csv, segments.csv,
+    k_selection.csv when there is one, customers.csv at customer level), each unit's ``features`` in original
+    units (result.csv repeats them on every row), the cluster ``sizes`` and the segment ``description``."""
+
+    tables: dict[str, pd.DataFrame]
+    features: pd.DataFrame
+    sizes: ClusterSizes
+    description: SegmentDescription
+
+
+def _output_tables(segmenter: CustomerSegmenter) -> _Outputs:
+    training, id_column, clusters = segmenter.training_, segmenter.id_column, segmenter.neuron_clusters_
+    preprocessor = segmenter.preprocessor_
+    logged = [encoder.source for encoder in preprocessor.encoders_ if getattr(encoder, "transform", None) == "slog1p"]
+    features = round_columns(unit_features(preprocessor, training.units, id_column), logged)
     customer_level = segmenter.preprocessor_.level == "customer"
-    units = customer_table(training, features, id_column) if customer_level else result
+    sizes = cluster_sizes(training, clusters.n_clusters, customer_level=customer_level)
+    units = customer_table(training, features, id_column)
     description = describe_fitted_segments(segmenter, features)
     tables = {
-        "result.csv": result,
-        "dropped_rows.csv": dropped,
-        "cluster_profiles.csv": cluster_profiles(
-            units, result, segmenter.neuron_clusters_.labels, segmenter.preprocessor_, id_column
-        ),
+        "cluster_profiles.csv": cluster_profiles(units, sizes, clusters.labels, segmenter.preprocessor_),
         "segments.csv": description.table,
     }
-    if segmenter.neuron_clusters_.k_selection is not None:
-        tables["k_selection.csv"] = segmenter.neuron_clusters_.k_selection
+    if clusters.k_selection is not None:
+        tables["k_selection.csv"] = clusters.k_selection
     if customer_level:
         tables["customers.csv"] = units
-    return tables, units, description
-
-
-def _write_tables(tables: Mapping[str, pd.DataFrame], folder: Path) -> None:
-    """Write each table as ``folder/<name>``; dropped rows keep their raw values' full precision."""
-    for name, table in tables.items():
-        float_format = None if name == "dropped_rows.csv" else CSV_FLOAT_FORMAT
-        write_csv_atomic(table, folder / name, float_format=float_format)
+    return _Outputs(tables=tables, features=features, sizes=sizes, description=description)
 
 
 def _publish(staging: Path, output_dir: Path) -> None:

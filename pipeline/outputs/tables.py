@@ -21,6 +21,7 @@ from pipeline.features.encoding import NumericEncoder, TokenSetEncoder
 from pipeline.features.feature_sets import N_ROWS, REVENUE
 from pipeline.features.preprocessor import FeaturePreprocessor
 from pipeline.sources.loading import ROW_ID
+from pipeline.outputs.rows import ClusterSizes
 from pipeline.segmentation.segmenter import CustomerSegmenter, Segmentation
 from pipeline.segmentation.segments import SegmentDescription, describe_segments
 
@@ -40,16 +41,6 @@ def unit_features(preprocessor: FeaturePreprocessor, units: pd.DataFrame, id_col
     return decoded.drop(columns=[id_column], errors="ignore")
 
 
-def result_table(segmentation: Segmentation, features: pd.DataFrame, id_column: str) -> pd.DataFrame:
-    """One row per kept input row, in input order: the id, ``row_id``, its unit's features (original units),
-    ``bmu_i``, ``bmu_j``, ``cluster``. At customer level every transaction row carries its customer's values."""
-    rows = segmentation.row_segments(id_column)
-    row_features = features.iloc[segmentation.unit_of_row].reset_index(drop=True)
-    return pd.concat(
-        [rows[[id_column, ROW_ID]], row_features, rows[list(SEGMENT_COLUMNS)]], axis=1
-    )
-
-
 def customer_table(segmentation: Segmentation, features: pd.DataFrame, id_column: str) -> pd.DataFrame:
     """One row per customer (customer-level units): the id, ``n_rows``, features, ``bmu_i``, ``bmu_j``, ``cluster``."""
     units = segmentation.units
@@ -63,10 +54,9 @@ def customer_table(segmentation: Segmentation, features: pd.DataFrame, id_column
 
 def cluster_profiles(
     unit_table: pd.DataFrame,
-    result: pd.DataFrame,
+    sizes: ClusterSizes,
     neuron_labels: np.ndarray,
     preprocessor: FeaturePreprocessor,
-    id_column: str,
 ) -> pd.DataFrame:
     """Per cluster (0..k−1, every cluster, also those without rows): sizes and the features of its units.
 
@@ -76,13 +66,14 @@ def cluster_profiles(
     ``<f>=<label>_share`` (share of the cluster's units with that label) for a one-hot or label-coded category,
     ``<f>:<token>_share`` (share of units holding the token) for a token set. Each unit counts once.
     """
-    cluster_ids = pd.RangeIndex(int(neuron_labels.max()) + 1, name="cluster")
+    n_clusters = int(neuron_labels.max()) + 1
+    cluster_ids = pd.RangeIndex(n_clusters, name="cluster")
     sizes = pd.DataFrame({
-        "rows": result.groupby("cluster").size(),
-        "customers": result.groupby("cluster")[id_column].nunique(),
-        "units": unit_table.groupby("cluster").size(),
-        "n_neurons": pd.Series(np.bincount(neuron_labels.ravel())),
-    }).reindex(cluster_ids).fillna(0).astype(np.int64)
+        "rows": sizes.rows[:n_clusters],
+        "customers": sizes.customers[:n_clusters],
+        "units": sizes.units[:n_clusters],
+        "n_neurons": np.bincount(neuron_labels.ravel(), minlength=n_clusters),
+    }, index=cluster_ids).astype(np.int64)
     encoders = {encoder.source: encoder for encoder in preprocessor.encoders_}
     clusters = unit_table["cluster"]
     blocks = [sizes]
@@ -164,8 +155,7 @@ def library_versions() -> dict[str, str]:
 
 def run_metrics(
     segmenter: CustomerSegmenter,
-    result: pd.DataFrame,
-    unit_table: pd.DataFrame,
+    sizes: ClusterSizes,
     *,
     timings: Mapping[str, float],
     config: Mapping[str, Any],
@@ -178,17 +168,13 @@ def run_metrics(
     """
     training = segmenter.training_
     clusters = segmenter.neuron_clusters_
-    cluster_ids = np.arange(clusters.n_clusters)
-    rows_per_cluster = result["cluster"].value_counts().reindex(cluster_ids, fill_value=0)
-    customers_per_cluster = result.groupby("cluster")[segmenter.id_column].nunique().reindex(cluster_ids, fill_value=0)
-    units_per_cluster = unit_table["cluster"].value_counts().reindex(cluster_ids, fill_value=0)
     hits = np.bincount(training.unit_bmu, minlength=segmenter.som_.n_neurons)
     return {
         "rows_in": int(training.cleaning.n_input),
         "rows_dropped": int(training.cleaning.n_dropped),
-        "rows_clustered": int(len(result)),
-        "customers": int(result[segmenter.id_column].nunique()),
-        "units": int(len(unit_table)),
+        "rows_clustered": int(sizes.rows.sum()),
+        "customers": int(sizes.n_customers),
+        "units": int(sizes.units.sum()),
         "unit_level": segmenter.preprocessor_.level,
         "dropped_reasons": dict(training.cleaning.reason_counts),
         "feature_set": segmenter.feature_set,
@@ -202,9 +188,9 @@ def run_metrics(
         "clustering_method": str(clusters.method),
         "cut_height": float(clusters.cut_height),
         "cluster_sizes": {
-            "rows": [int(n) for n in rows_per_cluster],
-            "customers": [int(n) for n in customers_per_cluster],
-            "units": [int(n) for n in units_per_cluster],
+            "rows": [int(n) for n in sizes.rows],
+            "customers": [int(n) for n in sizes.customers],
+            "units": [int(n) for n in sizes.units],
             "neurons": [int(n) for n in np.bincount(clusters.labels.ravel(), minlength=clusters.n_clusters)],
         },
         "map_shape": [int(segmenter.som_.x), int(segmenter.som_.y)],

@@ -111,10 +111,10 @@ def stream_bigbazaar_customers(
         n_input += chunk.height
         if dropped.height:
             reasons.update(dict(dropped.get_column(REASON).value_counts().iter_rows()))
-            if dropped_sink is not None:
-                dropped_sink(dropped)
-            else:
-                kept_dropped.append(dropped)
+        if dropped_sink is not None:
+            dropped_sink(dropped)  # also when empty: a file writer learns the columns from the first chunk
+        elif dropped.height:
+            kept_dropped.append(dropped)
         if clean.height:
             aggregates.update(clean)
             row_ids.append(clean.get_column(ROW_ID).to_numpy())
