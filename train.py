@@ -19,8 +19,9 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Sequence
+from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -82,7 +83,7 @@ def main(cfg: DictConfig) -> float:
     return float(metrics["objective"])
 
 
-def check_input_exists(cfg: DictConfig) -> None:
+def check_input_exists(cfg: Mapping[str, Any]) -> None:
     """Raise FileNotFoundError when ``data.source`` is ``file`` and ``data.path`` names nothing, so a mistyped path
     is reported before the pipeline is imported (the loader reports the other problems of a file)."""
     data = cfg.get("data") or {}
