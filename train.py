@@ -16,10 +16,12 @@ import logging
 import math
 import os
 import sys
+import tempfile
 import time
 import traceback
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Sequence
+from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -28,8 +30,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from pipeline.outputs.atomic import write_json_atomic
 from pipeline.app.config_schema import check_known_keys, register_configs
-from pipeline.app.run import run
 from pipeline.app.sweep_summary import FAILURE_FILE
+
+# pipeline.app.run (torch, matplotlib, scikit-learn, pandas) is imported by main() only once the configuration has
+# passed its checks: --help, --cfg job and a configuration error answer in about a second.
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +55,8 @@ register_configs()
 def main(cfg: DictConfig) -> float:
     """Run the pipeline into ``cfg.paths.output_dir`` and return ``metrics["objective"]`` (lower is better).
 
-    A failing run writes ``failure.json`` (error, traceback, seconds) into its output folder. In a sweep the job
+    The configuration's keys and its input file are checked before the pipeline (and torch) is imported. A failing
+    run writes ``failure.json`` (error, traceback, seconds) into its output folder. In a sweep the job
     then returns NaN, so the other jobs still run and the sweep summary lists it as failed. A single run exits
     with status 1 and one line on stderr (``HYDRA_FULL_ERROR=1`` shows the traceback instead).
     """
@@ -59,6 +64,9 @@ def main(cfg: DictConfig) -> float:
     output_dir = Path(cfg.paths.output_dir)
     try:
         check_known_keys(cfg)
+        check_input_exists(cfg)
+        from pipeline.app.run import run
+
         metrics = run(OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True))
     except Exception as error:
         _write_failure_record(error, time.perf_counter() - started, output_dir)
@@ -73,6 +81,15 @@ def main(cfg: DictConfig) -> float:
     if HydraConfig.get().mode != RunMode.MULTIRUN:
         print(segment_summary(metrics, output_dir))
     return float(metrics["objective"])
+
+
+def check_input_exists(cfg: Mapping[str, Any]) -> None:
+    """Raise FileNotFoundError when ``data.source`` is ``file`` and ``data.path`` names nothing, so a mistyped path
+    is reported before the pipeline is imported (the loader reports the other problems of a file)."""
+    data = cfg.get("data") or {}
+    path = data.get("path")
+    if data.get("source") == "file" and path and not Path(path).exists():
+        raise FileNotFoundError(f"input table not found: {path}")
 
 
 def segment_summary(metrics: dict, output_dir: Path) -> str:
@@ -130,7 +147,8 @@ def unwritable_run_folder_message(arguments: Sequence[str]) -> str | None:
     """Why Hydra could not create the run (or sweep) folder the command line asks for, or None when it can.
 
     The folder is ``hydra.run.dir`` (``hydra.sweep.dir`` with ``-m``/``--multirun``) up to its first
-    interpolation, else Hydra's default root; its nearest existing ancestor must be a writable folder.
+    interpolation, else Hydra's default root; its nearest existing ancestor must be a folder in which a (probe)
+    folder can be created and removed.
     """
     multirun = any(argument in ("-m", "--multirun") for argument in arguments)
     key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
@@ -144,8 +162,10 @@ def unwritable_run_folder_message(arguments: Sequence[str]) -> str | None:
         ancestor = ancestor.parent
     if not ancestor.is_dir():
         return f"cannot create the run folder {folder}: {ancestor} is not a folder"
-    if not os.access(ancestor, os.W_OK | os.X_OK):
-        return f"cannot create the run folder {folder}: {ancestor} is not writable"
+    try:  # creating a folder is what Hydra will do; os.access alone says yes to root, even in /proc
+        os.rmdir(tempfile.mkdtemp(prefix=".write-probe-", dir=ancestor))
+    except OSError as error:
+        return f"cannot create the run folder {folder}: {ancestor} is not writable: {error.strerror or error}"
     return None
 
 

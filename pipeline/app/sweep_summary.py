@@ -22,18 +22,21 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import pandas as pd
 import yaml
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, RangeSweep
 from hydra.errors import OverrideParseException
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
 from pipeline.outputs.atomic import write_atomic, write_csv_atomic
+
+# NumPy, pandas and matplotlib are imported by the functions that use them: train.py imports this module (for
+# FAILURE_FILE) on every start, and --help or a config error must answer without loading them.
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+    from matplotlib.figure import Figure
 
 logger = logging.getLogger(__name__)
 
@@ -132,6 +135,8 @@ def read_job(job_dir: str | Path) -> dict[str, Any]:
 def build_summary(sweep_dir: str | Path) -> pd.DataFrame:
     """One row per job folder of ``sweep_dir`` (``read_job``), ordered by job number; the fixed columns
     (``SUMMARY_COLUMNS``) first, then the overridden keys in order of first appearance."""
+    import pandas as pd
+
     rows = [read_job(job_dir) for job_dir in find_job_dirs(sweep_dir)]
     columns = list(dict.fromkeys(key for row in rows for key in row)) or list(SUMMARY_COLUMNS)
     summary = pd.DataFrame(rows, columns=columns)
@@ -142,6 +147,8 @@ def build_summary(sweep_dir: str | Path) -> pd.DataFrame:
 def best_job_mask(summary: pd.DataFrame) -> pd.Series:
     """True for the one ok job of lowest finite objective (the first in row order among equals); all False
     when no ok job has an objective."""
+    import pandas as pd
+
     objective = pd.to_numeric(summary["objective"], errors="coerce").where(summary["status"] == STATUS_OK)
     best = pd.Series(False, index=summary.index, dtype=bool)
     if objective.notna().any():
@@ -152,6 +159,8 @@ def best_job_mask(summary: pd.DataFrame) -> pd.Series:
 def searched_ranges(sweep_dir: str | Path, summary: pd.DataFrame) -> dict[str, SearchedRange]:
     """The searched range of every numeric swept parameter (see the module docstring): declared by the sweep
     where ``multirun.yaml`` or the first job's ``.hydra/hydra.yaml`` says, else the values the jobs tried."""
+    import pandas as pd
+
     declared = _declared_ranges(Path(sweep_dir), summary)
     ranges: dict[str, SearchedRange] = {}
     for parameter in swept_parameters(summary):
@@ -166,6 +175,8 @@ def searched_ranges(sweep_dir: str | Path, summary: pd.DataFrame) -> dict[str, S
 
 def edge_notes(summary: pd.DataFrame, ranges: Mapping[str, SearchedRange]) -> dict[str, str]:
     """For each parameter whose best-job value sits at an edge of its searched range, a sentence saying so."""
+    import pandas as pd
+
     best = summary.index[summary["best"].astype(bool)] if "best" in summary else []
     if len(best) == 0:
         return {}
@@ -201,6 +212,11 @@ def summary_figure(summary: pd.DataFrame, *, notes: Mapping[str, str] | None = N
     (the job number when nothing varied). Failed jobs are marked with a red x on the bottom edge of each panel,
     the best job (``best`` column) with a star. ``notes`` (``edge_notes``) put a red "best at the edge" title on
     their parameter's column and their text under the figure."""
+    import numpy as np
+    import pandas as pd
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     notes = dict(notes or {})
     parameters = swept_parameters(summary) or ["job"]
     fig = Figure(figsize=(3.6 * len(parameters) + 0.8, 2.6 * len(PLOTTED_METRICS) + 0.3 * len(notes)),
@@ -247,6 +263,8 @@ def summary_figure(summary: pd.DataFrame, *, notes: Mapping[str, str] | None = N
 
 def write_sweep_summary(sweep_dir: str | Path, *, dpi: int = 100) -> SweepSummary:
     """Write ``sweep_summary.csv`` and ``sweep_summary.png`` into ``sweep_dir``; returns their paths and counts."""
+    import pandas as pd
+
     root = Path(sweep_dir)
     summary = build_summary(root)
     notes = edge_notes(summary, searched_ranges(root, summary))
@@ -265,6 +283,9 @@ def write_sweep_summary(sweep_dir: str | Path, *, dpi: int = 100) -> SweepSummar
 def _axis_positions(values: pd.Series) -> tuple[np.ndarray, list[str] | None]:
     """x positions of a parameter's values: the numbers themselves when all are numeric, else category indices
     with their labels."""
+    import numpy as np
+    import pandas as pd
+
     numeric = pd.to_numeric(values, errors="coerce")
     if numeric.notna().all():
         return numeric.to_numpy(dtype=float), None

@@ -14,9 +14,10 @@ import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
-import pandas as pd
+if TYPE_CHECKING:  # annotations only: train.py imports this module for --help, which must not load pandas
+    import pandas as pd
 
 logger = logging.getLogger(__name__)
 
