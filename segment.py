@@ -14,7 +14,7 @@ import logging
 import sys
 from typing import Sequence
 
-from pipeline.segmentation.segmenter import segment_file
+from pipeline.app.segment_file import segment_file
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--output-dir", default="segments", help="folder for scored_rows.csv and dropped_rows.csv (default: segments)"
     )
+    parser.add_argument("--format", default="csv", choices=("csv", "parquet"),
+                        help="file format of scored_rows and dropped_rows (default: csv; parquet for large files)")
     return parser
 
 
@@ -39,7 +41,7 @@ def main(arguments: Sequence[str] | None = None) -> int:
     options = parser.parse_args(arguments)
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
     try:
-        summary = segment_file(options.model, options.data, options.output_dir)
+        summary = segment_file(options.model, options.data, options.output_dir, fmt=options.format)
     except (OSError, ValueError, TypeError, RuntimeError) as error:  # OSError: FileNotFoundError, unwritable output
         message = " ".join(str(error).split())
         print(f"segment.py: error: {type(error).__name__}: {message}", file=sys.stderr)

@@ -23,7 +23,7 @@ import pandas as pd
 import polars as pl
 import torch
 
-from pipeline.outputs.atomic import ensure_writable_dir, write_atomic, write_csv_atomic
+from pipeline.outputs.atomic import write_atomic
 from pipeline.sources.cleaning import (
     REASON,
     CleanResult,
@@ -626,40 +626,6 @@ def read_raw_table(path: str | os.PathLike, schema: str) -> pd.DataFrame:
     """Read raw transactions for a cleaning ``schema``: Big Bazaar keeps its text columns as text."""
     check_choice("schema", schema, CLEANING_SCHEMAS)
     return read_bigbazaar(path) if schema == "bigbazaar" else read_table(path)
-
-
-def segment_file(
-    model_path: str | os.PathLike, data_path: str | os.PathLike, output_dir: str | os.PathLike
-) -> dict[str, Any]:
-    """Segment a transactions file with a saved model; write ``scored_rows.csv`` and ``dropped_rows.csv``.
-
-    ``scored_rows.csv``: one row per kept input row, ``row_id, <id>, bmu_i, bmu_j, cluster``; ``dropped_rows.csv``:
-    ``row_id, <id>, reason`` and the raw values of every removed row. Both are written atomically, only after
-    the whole file was segmented; ``output_dir`` is probed for writing before anything is read (OSError).
-    Returns counts, cluster sizes and the paths written.
-    """
-    out = ensure_writable_dir(output_dir)
-    segmenter = CustomerSegmenter.load(model_path)
-    segmentation = segmenter.segment(data_path)
-    segments = segmentation.row_segments(segmenter.id_column)
-    dropped = segmentation.cleaning.dropped
-    n_input = segmentation.cleaning.n_input
-    if len(segments) + len(dropped) != n_input:
-        raise RuntimeError(
-            f"row accounting broken: {n_input} rows in != {len(segments)} segmented + {len(dropped)} dropped"
-        )
-    segments_path = write_csv_atomic(segments, out / "scored_rows.csv")
-    dropped_path = write_csv_atomic(dropped, out / "dropped_rows.csv")
-    sizes = np.bincount(segments["cluster"].to_numpy(), minlength=segmenter.neuron_clusters_.n_clusters)
-    logger.info("segmented %d of %d rows of %s into %s", len(segments), n_input, data_path, out)
-    return {
-        "rows_in": n_input,
-        "rows_segmented": len(segments),
-        "rows_dropped": len(dropped),
-        "cluster_sizes": [int(size) for size in sizes],
-        "scored_rows_csv": str(segments_path),
-        "dropped_rows_csv": str(dropped_path),
-    }
 
 
 @contextmanager

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from pipeline.app.run import run
-from pipeline.segmentation.segmenter import CustomerSegmenter, segment_file
+from pipeline.app.segment_file import segment_file
+from pipeline.segmentation.segmenter import CustomerSegmenter
 from pipeline.sources.synthetic import generate
 from somtorch import SOM
 from tests.pipeline.test_run import tiny_config
