@@ -28,6 +28,7 @@ relative, not bit for bit.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -53,6 +54,8 @@ logger = logging.getLogger(__name__)
 ID, STORE, DAY = "customerID", "store_code", "day"
 STATE_KEY, PIN_PREFIX, COUNT = "state_key", "pin_prefix", "n"
 TOKEN_SEPARATOR = ","
+# The characters Python's str.strip() removes (none lies above U+3000), as a regex class body.
+PYTHON_WHITESPACE_CLASS = "".join(f"\\x{{{code:x}}}" for code in range(0x3001) if chr(code).isspace())
 MIN_MERGE_ROWS = 1_000_000
 # product_family's digit-count bounds: |code| < 10**9 has at most 9 digits, < 10**10 has 10
 FAMILY_UPPER_BOUNDS = (10**9, 10**10)
@@ -103,10 +106,12 @@ def product_family_expr(product_code: pl.Expr) -> pl.Expr:
 
 
 def token_flag_expr(discount_used: pl.Expr, token: str) -> pl.Expr:
-    """Polars ``TokenSetEncoder.encode`` column of one token: the comma-separated list, each piece stripped of
-    blanks, contains ``token`` (missing -> no token)."""
-    pieces = discount_used.fill_null("").str.split(TOKEN_SEPARATOR).list.eval(pl.element().str.strip_chars())
-    return pieces.list.contains(token)
+    """Polars ``TokenSetEncoder.encode`` column of one token: one of the comma-separated pieces, stripped of
+    Python's whitespace (``str.strip``, which also strips U+001C..U+001F, unlike Rust's), is ``token``; missing
+    -> no token."""
+    blanks = f"[{PYTHON_WHITESPACE_CLASS}]*"
+    separator = re.escape(TOKEN_SEPARATOR)
+    return discount_used.fill_null("").str.contains(f"(^|{separator}){blanks}{re.escape(token)}{blanks}({separator}|$)")
 
 
 def pandas_weekday_expr(date: pl.Expr) -> pl.Expr:

@@ -221,7 +221,8 @@ def test_product_family_expr_equals_pandas() -> None:
 
 def test_token_flag_expr_equals_token_set_encoder() -> None:
     values = ["T24Club,Payback", " Payback , BBSavingsClub ", "", None, "Unknown,T24Club", "T24Club,T24Club",
-              "Payback,", "FuturePrivilegeClub,FGShoppingFest,BBProfitClub", "payback"]
+              "Payback,", "FuturePrivilegeClub,FGShoppingFest,BBProfitClub", "payback", "Payback2", "xT24Club",
+              *(f"{chr(code)}Payback{chr(code)},T24Club" for code in range(0x3001))]
     expected = TokenSetEncoder("discountUsed", LOYALTY_TOKENS).encode(pd.Series(values, dtype=object))
     frame = pl.DataFrame({"d": values}, schema={"d": pl.Utf8})
     got = np.column_stack([
