@@ -57,6 +57,9 @@ TOKEN_SEPARATOR = ","
 # The characters Python's str.strip() removes (none lies above U+3000), as a regex class body.
 PYTHON_WHITESPACE_CLASS = "".join(f"\\x{{{code:x}}}" for code in range(0x3001) if chr(code).isspace())
 MIN_MERGE_ROWS = 1_000_000
+# Line counts are UInt32 (half the state of Int64): every count is at most the rows fed, kept below MAX_ROWS.
+COUNT_DTYPE = pl.UInt32
+MAX_ROWS = 2**32 - 1
 # product_family's digit-count bounds: |code| < 10**9 has at most 9 digits, < 10**10 has 10
 FAMILY_UPPER_BOUNDS = (10**9, 10**10)
 
@@ -178,6 +181,7 @@ class BigBazaarCustomerAggregates:
         self._visits = _MergedTable(VISIT_KEYS, {})
         self._profile = _MergedTable(PROFILE_KEYS, {COUNT: "sum"})
         self._customer_ids: np.ndarray | None = None
+        self.n_rows_seen = 0
 
     def update(self, clean_chunk: pl.DataFrame) -> None:
         """Merge one clean chunk's partial statistics (rows of the clean-chunk contract) into the running state."""
@@ -195,10 +199,15 @@ class BigBazaarCustomerAggregates:
             )
         if clean_chunk[ID].null_count():
             raise ValueError(f"{clean_chunk[ID].null_count()} rows have a missing {ID}; clean the data first")
+        if self.n_rows_seen + clean_chunk.height > MAX_ROWS:
+            raise ValueError(
+                f"more than {MAX_ROWS} rows fed: the per-customer line counts ({COUNT_DTYPE}) would overflow"
+            )
+        self.n_rows_seen += clean_chunk.height
         lines = _line_columns(clean_chunk)
         self._lines.add(_line_partial(lines))
         self._visits.add(lines.select(VISIT_KEYS).unique())
-        self._profile.add(lines.group_by(PROFILE_KEYS).agg(pl.len().cast(pl.Int64).alias(COUNT)))
+        self._profile.add(lines.group_by(PROFILE_KEYS).agg(pl.len().cast(COUNT_DTYPE).alias(COUNT)))
         self._customer_ids = None
 
     @property
@@ -226,9 +235,9 @@ class BigBazaarCustomerAggregates:
         id order; ``learned`` as returned by ``store_addresses`` (or from a fit on other rows)."""
         if reference is None:
             raise ValueError("customer-level features need a reference date")
-        customers = self._lines.merged().sort(ID)
+        customers = self._lines.merged()
         reference_day = int(np.datetime64(pd.Timestamp(reference).normalize().date(), "D").astype(np.int64))
-        frequency = self._visits.merged().group_by(ID).agg(pl.len().cast(pl.Int64).alias("frequency"))
+        frequency = self._visits.merged().group_by(ID).agg(pl.len().alias("frequency"))
         profile = self._profile.merged()
         flags = _address_flag_counts(profile, learned)
         table = (
@@ -295,12 +304,12 @@ def _line_partial(lines: pl.DataFrame) -> pl.DataFrame:
     return lines.group_by(ID).agg(
         pl.col(DAY).min().alias("first_day"),
         pl.col(DAY).max().alias("last_day"),
-        pl.len().cast(pl.Int64).alias(N_ROWS),
-        pl.col("purchase").sum().cast(pl.Int64).alias("n_purchase"),
+        pl.len().cast(COUNT_DTYPE).alias(N_ROWS),
+        pl.col("purchase").sum().cast(COUNT_DTYPE).alias("n_purchase"),
         pl.col(REVENUE).sum(),
         pl.col("log_price_sum").sum(),
         pl.col("age_sum").sum(),
-        *(pl.col(column).sum().cast(pl.Int64) for column in counts if column != "purchase"),
+        *(pl.col(column).sum().cast(COUNT_DTYPE) for column in counts if column != "purchase"),
     )
 
 
