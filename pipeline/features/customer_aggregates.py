@@ -22,8 +22,8 @@ by more than one chunk's partial.
 
 Equality with the pandas functions: counts, days, modes, shares (count / lines) and the Age mean (Σ of integers)
 are exact; ``monetary_total`` and the Σ log price are float sums added in another order (per chunk, then across
-chunks), so they and the columns derived from them (``monetary_mean``, ``typical_price``) agree to ~1e-15
-relative, not bit for bit.
+chunks), and Polars' log may differ from NumPy's by an ulp, so they and the columns derived from them
+(``monetary_mean``, ``typical_price``) agree to ~1e-14 relative, not bit for bit.
 """
 from __future__ import annotations
 
@@ -171,7 +171,8 @@ class BigBazaarCustomerAggregates:
     """The ``customer`` feature set's units of Big Bazaar clean rows fed in chunks (see the module docstring).
 
     ``update(chunk)`` for each clean chunk in input order, then ``store_addresses()`` (the learned values),
-    ``units(reference, learned)`` (one unit per customer, sorted ids) and ``unit_codes(ids)``.
+    ``units(reference, learned)`` (one unit per customer, sorted ids) and ``unit_codes(ids)``. ``n_rows_seen``
+    counts the rows fed (at most ``MAX_ROWS``).
     """
 
     def __init__(self) -> None:

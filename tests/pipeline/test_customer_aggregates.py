@@ -187,7 +187,9 @@ def test_real_file_streamed_equals_pandas() -> None:
         assert_units_equal(expected, aggregates.units(reference, learned))
 
 
-STATES = ["TAMIL NADU", "TamilNadu", "madhya  pradesh", "", "  ", "X-1", "Straße", "ﬁji", "Çanakkale", None, "ıstanbul"]
+STATES = [
+    "TAMIL NADU", "TamilNadu", "madhya  pradesh", "", "  ", "X-1", "Straße", "ﬁji", "Çanakkale", None, "ıstanbul", "ſ",
+]
 
 
 def test_state_key_expr_equals_pandas() -> None:
