@@ -27,6 +27,7 @@ import logging
 import math
 import os
 import platform
+import re
 import shlex
 import shutil
 import subprocess
@@ -58,6 +59,8 @@ READ_REPEATS = 3
 RUN_TIMEOUT_S = 3600.0
 GB = 1e9
 ERROR_TAIL_CHARS = 2000
+# pipeline.segmenter.timed_stage logs "stage <name> took <seconds> s": how a failed run's finished stages are known.
+STAGE_LOG_LINE = re.compile(r"stage (\S+) took ([0-9.]+) s")
 # The issue's targets (2-core machine): (name, smallest rows, largest rows, wall / read limit, peak RSS limit in GB).
 SIZE_TARGETS = (("~10^6 rows", 5 * 10**5, 5 * 10**6, 10.0, 1.5), ("~10^7 rows", 5 * 10**6, math.inf, 10.0, 3.0))
 RSS_GROWTH_LIMIT = 1.5  # peak RSS at ~10^7 rows ≤ 1.5 × peak RSS at ~10^6 rows
@@ -133,12 +136,13 @@ def parse_impls(text: Optional[str]) -> dict[str, Path]:
     return impls
 
 
-def old_ref_checkout(ref: str, cache: Path) -> Path:
-    """A detached git worktree of ``ref`` under ``cache`` (``old-<ref>``), created on first use and reused."""
+def old_ref_checkout(ref: str, cache: Path, repo: Path = REPO_ROOT) -> Path:
+    """A detached git worktree of ``repo`` at ``ref`` under ``cache`` (``old-<ref>``), created on first use and
+    reused."""
     folder = cache / ("old-" + "".join(c if c.isalnum() or c in "-_." else "_" for c in ref))
     if not (folder / "train.py").is_file():
         cache.mkdir(parents=True, exist_ok=True)
-        subprocess.run(["git", "worktree", "add", "--detach", str(folder), ref], cwd=REPO_ROOT, check=True,
+        subprocess.run(["git", "worktree", "add", "--detach", str(folder), ref], cwd=repo, check=True,
                        capture_output=True, text=True)
         logger.info("checked out %s into %s", ref, folder)
     return folder
@@ -238,18 +242,27 @@ def measure_run(impl: Path, command: list[str], run_dir: Path, timeout_s: float 
     """Run ``command`` in ``impl`` (cwd and PYTHONPATH) under the measuring wrapper; return wall_s,
     peak_rss_bytes, returncode, stopped (None, or "timeout" / "rss_limit" when the wrapper killed the run: past
     ``timeout_s`` seconds, or its RSS, polled every 0.2 s, above ``rss_limit_bytes``), timings_s (from
-    ``run_dir/metrics.json``, {} when absent) and, for a failed run, the tail of its log."""
+    ``run_dir/metrics.json``) and, for a failed run, the tail of its log, with timings_s taken from the stages its
+    log says finished (``timings_from_log`` True)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     log_path = run_dir.parent / f"{run_dir.name}.log"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(impl)] + [p for p in [os.environ.get("PYTHONPATH")] if p])}
-    finished = subprocess.run([sys.executable, "-c", MEASURE_WRAPPER, str(timeout_s), str(rss_limit_bytes), str(impl), str(log_path), *command],
-                              env=env, capture_output=True, text=True, check=True)
+    inherited = os.environ.get("PYTHONPATH")
+    env = {**os.environ, "PYTHONPATH": str(impl) + (os.pathsep + inherited if inherited else "")}
+    wrapper = [sys.executable, "-c", MEASURE_WRAPPER, str(timeout_s), str(rss_limit_bytes), str(impl), str(log_path)]
+    finished = subprocess.run(wrapper + command, env=env, capture_output=True, text=True, check=True)
     result = json.loads(finished.stdout.strip().splitlines()[-1])
     metrics_path = run_dir / "metrics.json"
     result["timings_s"] = json.loads(metrics_path.read_text()).get("timings_s", {}) if metrics_path.is_file() else {}
     if result["returncode"] != 0:
-        result["error_tail"] = log_path.read_text(errors="replace")[-ERROR_TAIL_CHARS:]
+        log_text = log_path.read_text(errors="replace")
+        result.update(error_tail=log_text[-ERROR_TAIL_CHARS:], timings_s=logged_stage_seconds(log_text),
+                      timings_from_log=True)
     return result
+
+
+def logged_stage_seconds(log_text: str) -> dict[str, float]:
+    """``{stage: seconds}`` of every "stage <name> took <seconds> s" line of a run's log, in log order."""
+    return {match[1]: float(match[2]) for match in STAGE_LOG_LINE.finditer(log_text)}
 
 
 def git_revision(folder: Path) -> str:
@@ -324,8 +337,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         mb = f"{info['bytes'] / 1e6:.0f}" if "bytes" in info else "—"
         lines.append(f"| {info['rows']:,} | {info.get('customers', 0):,} | {mb} | {generated} | {info['pyarrow_read_s']:.3f} |")
     stages = stage_names(report["runs"])
-    lines += ["", "| rows | impl | wall s | × pyarrow read | peak RSS GB | " + " | ".join(f"{s} s" for s in stages) + " |",
-              "| --- " * (5 + len(stages)) + "|"]
+    columns = ["rows", "impl", "wall s", "× pyarrow read", "peak RSS GB"] + [f"{stage} s" for stage in stages]
+    lines += ["", "| " + " | ".join(columns) + " |", "| --- " * len(columns) + "|"]
     for run in report["runs"]:
         status = "" if run["returncode"] == 0 else (f" (stopped: {run['stopped']})" if run["stopped"] else f" (failed, exit {run['returncode']})")
         cells = [f"{run['rows']:,}", run["impl"], f"{run['wall_s']:.1f}{status}", _fmt(run["ratio_to_pyarrow_read"]),

@@ -10,7 +10,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from benchmarks.pipeline import (ID_BLOCK_OFFSET, cached_file_path, cached_synthetic_file, measure_run, parse_impls,
+from benchmarks.pipeline import (ID_BLOCK_OFFSET, cached_file_path, cached_synthetic_file, measure_run, old_ref_checkout,
+                                 parse_impls,
                                  parse_rows, size_targets, write_synthetic_rows)
 from pipeline.synthetic import write_synthetic
 
@@ -82,9 +83,11 @@ def test_peak_rss_is_that_runs_own(tmp_path: Path) -> None:
     assert small["peak_rss_bytes"] < 100 * 2**20  # not the previous run's peak, nor the harness's
 
 
-def test_failed_run_reports_exit_status_and_log(tmp_path: Path) -> None:
-    result = measure_run(tmp_path, [sys.executable, "-c", "raise SystemExit('no such data')"], tmp_path / "bad")
-    assert result["returncode"] == 1 and "no such data" in result["error_tail"]
+def test_failed_run_reports_exit_status_log_and_finished_stages(tmp_path: Path) -> None:
+    script = "print('stage load took 2.50 s'); print('stage clean took 11.25 s'); raise SystemExit('no memory')"
+    result = measure_run(tmp_path, [sys.executable, "-c", script], tmp_path / "bad")
+    assert result["returncode"] == 1 and "no memory" in result["error_tail"]
+    assert result["timings_s"] == {"load": 2.5, "clean": 11.25} and result["timings_from_log"]
 
 
 def test_run_past_its_limits_is_stopped(tmp_path: Path) -> None:
@@ -104,6 +107,23 @@ def test_targets_pass_and_miss_by_the_issues_limits() -> None:
     assert targets[2]["measured"] == f"{2.0 / 1.2:.2f} ×"
     failed = {**run(10_000_000, 0.0, 2.0), "returncode": -9, "ratio_to_pyarrow_read": None}
     assert size_targets([failed])[0]["status"] == "MISS"
+
+
+def test_old_ref_is_checked_out_once_then_reused(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(repo)]
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    (repo / "train.py").write_text("VERSION = 1\n")
+    subprocess.run(git + ["add", "train.py"], check=True)
+    subprocess.run(git + ["commit", "-qm", "one"], check=True)
+    subprocess.run(git + ["tag", "v1"], check=True)
+    (repo / "train.py").write_text("VERSION = 2\n")
+    subprocess.run(git + ["commit", "-qam", "two"], check=True)
+    folder = old_ref_checkout("v1", tmp_path / "cache", repo=repo)
+    assert folder == tmp_path / "cache" / "old-v1" and (folder / "train.py").read_text() == "VERSION = 1\n"
+    assert old_ref_checkout("v1", tmp_path / "cache", repo=repo) == folder  # a second "worktree add" would fail
+    assert parse_impls(f"old={folder}") == {"old": folder}
 
 
 def test_parse_errors_name_the_option() -> None:
