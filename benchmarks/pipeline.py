@@ -43,8 +43,8 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.run import machine_info, source_revision
-from pipeline.atomic import atomic_path, write_json_atomic, write_text_atomic
-from pipeline.synthetic import write_synthetic
+from pipeline.outputs.atomic import atomic_path, write_json_atomic, write_text_atomic
+from pipeline.sources.synthetic import write_synthetic
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ READ_REPEATS = 3
 RUN_TIMEOUT_S = 3600.0
 GB = 1e9
 ERROR_TAIL_CHARS = 2000
-# pipeline.segmenter.timed_stage logs "stage <name> took <seconds> s": how a failed run's finished stages are known.
+# pipeline.segmentation.segmenter.timed_stage logs "stage <name> took <seconds> s": how a failed run's finished stages are known.
 STAGE_LOG_LINE = re.compile(r"stage (\S+) took ([0-9.]+) s")
 # The targets (2-core machine): (name, smallest rows, largest rows, wall / read limit, peak RSS limit in GB).
 SIZE_TARGETS = (("~10^6 rows", 5 * 10**5, 5 * 10**6, 10.0, 1.5), ("~10^7 rows", 5 * 10**6, math.inf, 10.0, 3.0))

@@ -13,7 +13,7 @@ import pytest
 from benchmarks.pipeline import (ID_BLOCK_OFFSET, cached_file_path, cached_synthetic_file, measure_run, old_ref_checkout,
                                  parse_impls,
                                  parse_rows, size_targets, write_synthetic_rows)
-from pipeline.synthetic import write_synthetic
+from pipeline.sources.synthetic import write_synthetic
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PIPELINE_STAGES = {"load", "clean", "features", "train", "evaluate", "cluster", "report", "write"}

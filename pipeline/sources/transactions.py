@@ -23,8 +23,6 @@ from pipeline.sources.loading import SUPPORTED_SUFFIXES, read_bigbazaar, read_ta
 
 logger = logging.getLogger(__name__)
 
-BIGBAZAAR_DATE_COLUMN = "transactionDate"
-
 
 @dataclass(frozen=True)
 class TransactionSource:
@@ -80,16 +78,7 @@ class TransactionSource:
     def bigbazaar_summary(self) -> tuple[int, date | None]:
         """(number of rows, latest parseable transactionDate or None), read before cleaning: the cleaner needs the
         row count of the whole input and the default Age reference day."""
-        if self.table is None:
-            return scan_bigbazaar_summary(self.path)
-        table = self.table if isinstance(self.table, pl.DataFrame) else pl.from_pandas(self.table)
-        if BIGBAZAAR_DATE_COLUMN not in table.columns:
-            return table.height, None
-        dates = table.get_column(BIGBAZAAR_DATE_COLUMN)
-        if dates.dtype == pl.String:
-            dates = dates.str.strip_chars().str.to_date("%Y-%m-%d", strict=False)
-        latest = dates.cast(pl.Date, strict=False).max()
-        return table.height, latest
+        return scan_bigbazaar_summary(self.path if self.table is None else self.table)
 
     def frame(self, schema: str) -> pd.DataFrame:
         """The whole input as one pandas frame, read the way ``schema``'s cleaner expects (Big Bazaar text columns
