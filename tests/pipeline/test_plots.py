@@ -33,6 +33,7 @@ from pipeline.outputs.plots import (
     component_planes_figure,
     dendrogram_figure,
     dendrogram_leaves,
+    distinct_labels,
     k_selection_figure,
     plot_cluster_map,
     plot_component_planes,
@@ -599,3 +600,55 @@ def test_bad_input_raises_and_writes_nothing(small_map: SmallMap, tmp_path: Path
     with pytest.raises(error, match=message):
         call(small_map, tmp_path / "bad.png")
     assert_only_files(tmp_path)
+
+
+@pytest.mark.parametrize("labels", [
+    np.array([3, 0, 3, 7, 0, 7, 7]),
+    np.array([-5, 2, -5, 0], dtype=np.int8),
+    np.array([10**12, -(10**12), 0, 10**12]),  # a span too wide for bincount: np.unique's own path
+    np.array(["south", "north", "south"]),
+    np.array([0.5, -1.0, 0.5]),
+])
+def test_distinct_labels_equal_numpys_unique(labels: np.ndarray) -> None:
+    values, codes = distinct_labels(labels)
+    expected_values, expected_codes = np.unique(labels, return_inverse=True)
+    np.testing.assert_array_equal(values, expected_values)
+    assert values.dtype == expected_values.dtype
+    np.testing.assert_array_equal(codes, expected_codes.reshape(-1))
+    np.testing.assert_array_equal(values[codes], labels)
+
+
+def drawn_markers(fig) -> list[tuple[list, list]]:
+    """(offsets, sizes) of each label's markers on a U-matrix figure, halos left out."""
+    return [(c.get_offsets().tolist(), c.get_sizes().tolist()) for c in fig.axes[0].collections
+            if isinstance(c, PathCollection) and c.get_gid() != HALO_GID]
+
+
+def test_u_matrix_markers_count_rows_per_neuron_and_segment(small_map: SmallMap) -> None:
+    rng = np.random.default_rng(5)
+    bmu_ij = small_map.bmu_ij[rng.integers(0, len(small_map.bmu_ij), 20_000)]
+    segments = rng.integers(0, 3, len(bmu_ij))
+    fig = u_matrix_figure(small_map.distance_map, small_map.coords, small_map.topology, bmu_ij=bmu_ij,
+                          marker_labels=segments)
+    pairs = pd.DataFrame({"neuron": bmu_ij[:, 0] * 5 + bmu_ij[:, 1], "segment": segments})
+    rows = pairs.groupby(["segment", "neuron"]).size()
+    style = plots._MarkerStyle.for_map(small_map.coords)
+    for segment, (offsets, sizes) in enumerate(drawn_markers(fig)):
+        expected = np.maximum(style.max_area * rows[segment].to_numpy() / rows.max(), style.min_area)
+        np.testing.assert_allclose(sizes, expected, rtol=1e-12)
+        assert len(offsets) == rows[segment].size
+
+
+def test_u_matrix_markers_do_not_depend_on_the_number_of_rows(small_map: SmallMap) -> None:
+    """Every row repeated 200 times (and shuffled) draws the same markers: one per (neuron, segment) pair."""
+    segments = small_map.clusters.labels[small_map.bmu_ij[:, 0], small_map.bmu_ij[:, 1]]
+    order = np.random.default_rng(2).permutation(200 * len(segments)) % len(segments)
+    once, repeated = (
+        u_matrix_figure(small_map.distance_map, small_map.coords, small_map.topology, bmu_ij=bmu_ij,
+                        marker_labels=labels)
+        for bmu_ij, labels in ((small_map.bmu_ij, segments), (small_map.bmu_ij[order], segments[order]))
+    )
+    assert len(drawn_markers(once)) == len(drawn_markers(repeated)) == small_map.clusters.n_clusters
+    for (offsets, sizes), (repeated_offsets, repeated_sizes) in zip(drawn_markers(once), drawn_markers(repeated)):
+        assert offsets == repeated_offsets
+        np.testing.assert_allclose(repeated_sizes, sizes, rtol=1e-12)  # 200·r / 200·max rounds as r / max
