@@ -76,11 +76,12 @@ def plot_u_matrix(
     segment_names: Sequence[str] | None = None,
     cmap: str = "bone_r",
     dpi: int = 100,
+    bmu_counts: np.ndarray | None = None,
 ) -> Path:
     """Write ``u_matrix_figure`` (same arguments) as a PNG at ``path``; return the path."""
     figure = u_matrix_figure(
         distance_map, coords, topology, bmu_ij=bmu_ij, marker_labels=marker_labels, segment_names=segment_names,
-        cmap=cmap,
+        cmap=cmap, bmu_counts=bmu_counts,
     )
     return _save(figure, path, dpi)
 
@@ -94,6 +95,7 @@ def u_matrix_figure(
     marker_labels: np.ndarray | None = None,
     segment_names: Sequence[str] | None = None,
     cmap: str = "bone_r",
+    bmu_counts: np.ndarray | None = None,
 ) -> Figure:
     """The U-matrix (x, y) as coloured cells with a colorbar, optionally with BMU markers.
 
@@ -114,29 +116,51 @@ def u_matrix_figure(
             ``MAX_MARKER_LABELS`` distinct values, listed in a legend. Needs ``bmu_ij``. Non-negative integers are
             segment ids: segment s gets ``cluster_palette`` colour s and the code "S<s>", as in the other plots.
         segment_names: optional name per segment, for the legend, when ``marker_labels`` are segment ids
-            0..n_segments − 1.
+            0..n_segments − 1 (or with a 3-D ``bmu_counts``).
         cmap: matplotlib colormap name for the distances.
+        bmu_counts: instead of ``bmu_ij`` (and ``marker_labels``), the rows already counted: (x, y) rows per
+            neuron, or (x, y, S) rows per neuron and segment id 0..S − 1. It draws the markers that rows with
+            these counts draw, at a cost independent of the number of rows; counts of chunks merge by addition.
     """
     distance_map = _validate_grid_values(distance_map, "distance_map")
     coords = _validate_coords(coords, distance_map.shape)
     _validate_topology(topology)
+    if bmu_counts is not None and (bmu_ij is not None or marker_labels is not None):
+        raise ValueError("give either bmu_counts (rows counted per neuron) or bmu_ij and marker_labels (per row)")
     if marker_labels is not None and bmu_ij is None:
         raise ValueError("marker_labels needs bmu_ij (the BMU of each labelled row)")
-    if segment_names is not None and marker_labels is None:
-        raise ValueError("segment_names needs marker_labels (the segment of each row)")
+    labelled_counts = bmu_counts is not None and np.ndim(bmu_counts) == 3
+    if segment_names is not None and marker_labels is None and not labelled_counts:
+        raise ValueError("segment_names needs marker_labels (the segment of each row) or (x, y, S) bmu_counts")
 
     fig, ax = _map_figure(coords, topology)
     cells = _draw_cells(ax, distance_map, coords, topology, cmap=cmap, norm=Normalize())
     fig.colorbar(cells, ax=ax, label="distance to neighbours (U-matrix)")
-    ax.set_title("U-matrix" + ("" if bmu_ij is None else " with BMUs (marker area ∝ rows)"))
-    if bmu_ij is not None:
-        bmu_flat = _validate_bmu_ij(bmu_ij, distance_map.shape)
-        style = _MarkerStyle.for_map(coords)
-        if marker_labels is None:
-            _draw_hit_markers(ax, bmu_flat, coords, style)
+    with_markers = bmu_ij is not None or bmu_counts is not None
+    ax.set_title("U-matrix" + (" with BMUs (marker area ∝ rows)" if with_markers else ""))
+    if not with_markers:
+        return fig
+    style = _MarkerStyle.for_map(coords)
+    neuron_count = distance_map.size
+    if bmu_counts is not None:
+        counts = _validate_bmu_counts(bmu_counts, distance_map.shape, segment_names)
+        if counts.ndim == 2:
+            _draw_hit_markers(ax, counts.ravel(), coords, style)
         else:
-            label_values, label_codes = _validate_marker_labels(marker_labels, bmu_flat.size, segment_names)
-            _draw_labelled_markers(ax, bmu_flat, label_values, label_codes, coords, style, segment_names)
+            per_segment = counts.reshape(neuron_count, -1)  # [M, S]
+            label_values = np.flatnonzero(per_segment.sum(axis=0))
+            rows_per_key = per_segment[:, label_values].ravel()  # key neuron·L + code, as bincount below gives
+            _draw_labelled_markers(ax, rows_per_key, label_values, coords, style, segment_names)
+        return fig
+    bmu_flat = _validate_bmu_ij(bmu_ij, distance_map.shape)
+    if marker_labels is None:
+        _draw_hit_markers(ax, np.bincount(bmu_flat, minlength=neuron_count), coords, style)
+    else:
+        label_values, label_codes = _validate_marker_labels(marker_labels, bmu_flat.size, segment_names)
+        # rows of every (neuron, label) pair: one bincount over the M·L keys neuron·L + code, O(N)
+        rows_per_key = np.bincount(bmu_flat * label_values.size + label_codes,
+                                   minlength=neuron_count * label_values.size)
+        _draw_labelled_markers(ax, rows_per_key, label_values, coords, style, segment_names)
     return fig
 
 
@@ -594,27 +618,23 @@ def _draw_markers(ax: Axes, x: np.ndarray, y: np.ndarray, areas: np.ndarray, mar
     ax.scatter(x, y, s=areas, marker=marker, facecolors="none", edgecolors=color, linewidths=style.line_width)
 
 
-def _draw_hit_markers(ax: Axes, bmu_flat: np.ndarray, coords: Coords, style: _MarkerStyle) -> None:
-    """One unfilled green square per hit neuron, area proportional to its number of rows."""
-    hit_counts = np.bincount(bmu_flat, minlength=coords[0].size)
+def _draw_hit_markers(ax: Axes, hit_counts: np.ndarray, coords: Coords, style: _MarkerStyle) -> None:
+    """One unfilled green square per hit neuron, area proportional to its number of rows (``hit_counts``, (M,))."""
     hit_neurons = np.flatnonzero(hit_counts)
     _draw_markers(ax, coords[0].ravel()[hit_neurons], coords[1].ravel()[hit_neurons],
                   style.areas(hit_counts[hit_neurons]), "s", HIT_MARKER_COLOR, style)
 
 
 def _draw_labelled_markers(
-    ax: Axes, bmu_flat: np.ndarray, label_values: np.ndarray, label_codes: np.ndarray, coords: Coords,
-    style: _MarkerStyle, segment_names: Sequence[str] | None,
+    ax: Axes, rows_per_key: np.ndarray, label_values: np.ndarray, coords: Coords, style: _MarkerStyle,
+    segment_names: Sequence[str] | None,
 ) -> None:
-    """One marker per (neuron, label) pair, marker and colour by label, area proportional to its rows.
+    """One marker per (neuron, label) pair holding rows, marker and colour by label, area proportional to its rows.
 
-    ``label_values`` (L,) are the distinct labels in order, ``label_codes`` (N,) each row's index into them. The
-    rows of every pair are counted with one bincount over the M·L pair keys neuron·L + code, so the cost grows
-    with N only by that O(N) pass.
+    ``label_values`` (L,) are the distinct labels in order; ``rows_per_key`` (M·L,) the rows of each pair at key
+    neuron·L + label index.
     """
     label_count = label_values.size
-    rows_per_key = np.bincount(bmu_flat.astype(np.int64) * label_count + label_codes,
-                               minlength=coords[0].size * label_count)
     pair_keys = np.flatnonzero(rows_per_key)
     pair_rows = rows_per_key[pair_keys]
     pair_neuron, pair_label = np.divmod(pair_keys, label_count)
@@ -937,6 +957,30 @@ def _validate_bmu_ij(bmu_ij: np.ndarray, grid_shape: tuple[int, int]) -> np.ndar
         row = int(np.flatnonzero(outside)[0])
         raise ValueError(f"bmu_ij[{row}] = {tuple(int(v) for v in bmu_ij[row])} is outside the {x} × {y} map")
     return bmu_ij[:, 0].astype(np.int64) * y + bmu_ij[:, 1]
+
+
+def _validate_bmu_counts(
+    bmu_counts: np.ndarray, grid_shape: tuple[int, int], segment_names: Sequence[str] | None
+) -> np.ndarray:
+    """Check (x, y) or (x, y, S) non-negative integer row counts holding at least one row, few enough segments to
+    tell apart, and a name for every segment with rows when names are given."""
+    counts = np.asarray(bmu_counts)
+    if counts.shape[:2] != tuple(grid_shape) or counts.ndim not in (2, 3):
+        raise ValueError(f"bmu_counts must have shape {tuple(grid_shape)} or {tuple(grid_shape)} + (S,), "
+                         f"got shape {counts.shape}")
+    if not np.issubdtype(counts.dtype, np.integer):
+        raise TypeError(f"bmu_counts must hold integer row counts, got dtype {counts.dtype}")
+    if counts.min() < 0 or counts.sum() == 0:
+        raise ValueError("bmu_counts must be non-negative with at least one row")
+    if counts.ndim == 3:
+        segments_with_rows = np.flatnonzero(counts.reshape(-1, counts.shape[2]).sum(axis=0))
+        if segments_with_rows.size > MAX_MARKER_LABELS:
+            raise ValueError(f"bmu_counts has rows in {segments_with_rows.size} segments; at most "
+                             f"{MAX_MARKER_LABELS} can be told apart")
+        if segment_names is not None and segments_with_rows[-1] >= len(segment_names):
+            raise ValueError(f"bmu_counts has rows in segment {segments_with_rows[-1]} but segment_names has "
+                             f"{len(segment_names)} names")
+    return counts.astype(np.int64, copy=False)
 
 
 def _validate_marker_labels(

@@ -652,3 +652,42 @@ def test_u_matrix_markers_do_not_depend_on_the_number_of_rows(small_map: SmallMa
     for (offsets, sizes), (repeated_offsets, repeated_sizes) in zip(drawn_markers(once), drawn_markers(repeated)):
         assert offsets == repeated_offsets
         np.testing.assert_allclose(repeated_sizes, sizes, rtol=1e-12)  # 200·r / 200·max rounds as r / max
+
+
+def legend_texts(fig) -> list[str]:
+    return [text.get_text() for legend in fig.legends for text in legend.get_texts()]
+
+
+def test_u_matrix_from_counts_draws_what_the_rows_draw(small_map: SmallMap) -> None:
+    """(x, y) hits and (x, y, S) rows per segment, counted by hand, give the markers and legend of the rows."""
+    segments = np.random.default_rng(7).choice([0, 2, 3], size=len(small_map.bmu_ij))  # segment 1 holds no rows
+    names = ["north", "east", "south", "west"]
+    counts = np.zeros((7, 5, 4), dtype=np.int64)
+    for (i, j), segment in zip(small_map.bmu_ij, segments):
+        counts[i, j, segment] += 1
+    args = (small_map.distance_map, small_map.coords, small_map.topology)
+    by_rows = u_matrix_figure(*args, bmu_ij=small_map.bmu_ij, marker_labels=segments, segment_names=names)
+    by_counts = u_matrix_figure(*args, bmu_counts=counts, segment_names=names)
+    assert drawn_markers(by_counts) == drawn_markers(by_rows)
+    assert legend_texts(by_counts) == legend_texts(by_rows) and len(legend_texts(by_rows)) == 3
+    assert by_counts.axes[0].get_title() == by_rows.axes[0].get_title()
+    hits_by_rows = u_matrix_figure(*args, bmu_ij=small_map.bmu_ij)
+    hits_by_counts = u_matrix_figure(*args, bmu_counts=counts.sum(axis=2))
+    assert drawn_markers(hits_by_counts) == drawn_markers(hits_by_rows)
+
+
+def test_u_matrix_counts_are_checked(small_map: SmallMap) -> None:
+    args = (small_map.distance_map, small_map.coords, small_map.topology)
+    hits = small_map.hits
+    with pytest.raises(ValueError, match="either bmu_counts"):
+        u_matrix_figure(*args, bmu_counts=hits, bmu_ij=small_map.bmu_ij)
+    with pytest.raises(ValueError, match=r"shape \(7, 5\) or \(7, 5\) \+ \(S,\), got shape \(5, 7\)"):
+        u_matrix_figure(*args, bmu_counts=hits.T)
+    with pytest.raises(TypeError, match="integer row counts"):
+        u_matrix_figure(*args, bmu_counts=hits.astype(float))
+    with pytest.raises(ValueError, match="non-negative with at least one row"):
+        u_matrix_figure(*args, bmu_counts=-hits)
+    with pytest.raises(ValueError, match="segment_names needs marker_labels"):
+        u_matrix_figure(*args, bmu_counts=hits, segment_names=["a"])
+    with pytest.raises(ValueError, match="rows in segment 1 but segment_names has 1 names"):
+        u_matrix_figure(*args, bmu_counts=np.stack([hits, hits], axis=2), segment_names=["a"])
