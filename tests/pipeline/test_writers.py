@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.outputs.writers import FORMATS, ChunkedTableWriter, table_path, to_polars, write_table
+from tests.pipeline.golden_cases import GOLDEN_DIR, TABLES, compare_tables, read_output
 
 
 def awkward_table() -> pd.DataFrame:
@@ -206,3 +207,12 @@ def test_a_write_table_failing_midway_leaves_the_old_file(
     assert target.read_bytes() == before and sorted(tmp_path.iterdir()) == [target]
     with pytest.raises(TypeError, match="Polars or pandas DataFrame"):
         write_table([1, 2], target)
+
+
+@pytest.mark.parametrize("table", TABLES)
+def test_golden_tables_survive_a_round_trip(tmp_path: Path, table: str) -> None:
+    """A golden output table read by pandas and written again compares equal to the golden file."""
+    golden = GOLDEN_DIR / "sample_heavy_dirt" / f"{table}.gz"
+    written = write_table(pd.read_csv(golden), tmp_path / table)
+    expected = pd.read_csv(golden, dtype=str, keep_default_na=False)
+    assert compare_tables(expected, read_output(written), table) == []
