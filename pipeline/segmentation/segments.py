@@ -289,10 +289,16 @@ def _candidates(values: pd.Series, column: str) -> list[_Candidate]:
         numbers = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64)
         kind = label.kind or _numeric_kind(numbers, column)
         return [_Candidate(column, None, label.label, kind, numbers)]
-    texts = values.astype(object).where(values.notna(), MISSING_LABEL).map(str)
+    # Each unit's text is str(value), MISSING_LABEL when missing; found per distinct value (factorize), not per unit.
+    codes, distinct = pd.factorize(values, use_na_sentinel=True)  # code −1: missing
+    texts_of_codes = [str(value) for value in distinct] + [MISSING_LABEL]
+    present_codes = np.unique(codes)
+    categories = sorted({texts_of_codes[code] for code in present_codes})
+    category_of_code = np.array([categories.index(text) if text in categories else -1 for text in texts_of_codes])
+    unit_category = category_of_code[codes]  # codes −1 index the last entry: MISSING_LABEL
     return [
-        _Candidate(column, category, f"{label.label} {category}", SHARE, (texts == category).to_numpy(np.float64))
-        for category in sorted(texts.unique())
+        _Candidate(column, category, f"{label.label} {category}", SHARE, (unit_category == k).astype(np.float64))
+        for k, category in enumerate(categories)
     ]
 
 
@@ -307,10 +313,9 @@ def _ranked_traits(candidates: list[_Candidate], segment: np.ndarray, n_segments
     magnitude = np.max(np.where(present, np.abs(values), 0.0), axis=0)
     magnitude = np.where(magnitude > 0, magnitude, 1.0)  # [n_candidates]
     filled = np.where(present, values / magnitude, 0.0)
-    sums = np.zeros((n_segments, len(candidates)))
-    counts = np.zeros((n_segments, len(candidates)))
-    np.add.at(sums, segment, filled)
-    np.add.at(counts, segment, present)
+    # bincount adds each column's values in row order, as np.add.at did, so the sums are the same to the bit
+    sums = np.stack([np.bincount(segment, weights=column, minlength=n_segments) for column in filled.T], axis=1)
+    counts = np.stack([np.bincount(segment, weights=column, minlength=n_segments) for column in present.T], axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         n_present = present.sum(axis=0)
         scaled_overall = filled.sum(axis=0) / n_present  # [n_candidates]

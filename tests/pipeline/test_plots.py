@@ -33,6 +33,7 @@ from pipeline.outputs.plots import (
     component_planes_figure,
     dendrogram_figure,
     dendrogram_leaves,
+    distinct_labels,
     k_selection_figure,
     plot_cluster_map,
     plot_component_planes,
@@ -599,3 +600,94 @@ def test_bad_input_raises_and_writes_nothing(small_map: SmallMap, tmp_path: Path
     with pytest.raises(error, match=message):
         call(small_map, tmp_path / "bad.png")
     assert_only_files(tmp_path)
+
+
+@pytest.mark.parametrize("labels", [
+    np.array([3, 0, 3, 7, 0, 7, 7]),
+    np.array([-5, 2, -5, 0], dtype=np.int8),
+    np.array([10**12, -(10**12), 0, 10**12]),  # a span too wide for bincount: np.unique's own path
+    np.array(["south", "north", "south"]),
+    np.array([0.5, -1.0, 0.5]),
+])
+def test_distinct_labels_equal_numpys_unique(labels: np.ndarray) -> None:
+    values, codes = distinct_labels(labels)
+    expected_values, expected_codes = np.unique(labels, return_inverse=True)
+    np.testing.assert_array_equal(values, expected_values)
+    assert values.dtype == expected_values.dtype
+    np.testing.assert_array_equal(codes, expected_codes.reshape(-1))
+    np.testing.assert_array_equal(values[codes], labels)
+
+
+def drawn_markers(fig) -> list[tuple[list, list]]:
+    """(offsets, sizes) of each label's markers on a U-matrix figure, halos left out."""
+    return [(c.get_offsets().tolist(), c.get_sizes().tolist()) for c in fig.axes[0].collections
+            if isinstance(c, PathCollection) and c.get_gid() != HALO_GID]
+
+
+def test_u_matrix_markers_count_rows_per_neuron_and_segment(small_map: SmallMap) -> None:
+    rng = np.random.default_rng(5)
+    bmu_ij = small_map.bmu_ij[rng.integers(0, len(small_map.bmu_ij), 20_000)]
+    segments = rng.integers(0, 3, len(bmu_ij))
+    fig = u_matrix_figure(small_map.distance_map, small_map.coords, small_map.topology, bmu_ij=bmu_ij,
+                          marker_labels=segments)
+    pairs = pd.DataFrame({"neuron": bmu_ij[:, 0] * 5 + bmu_ij[:, 1], "segment": segments})
+    rows = pairs.groupby(["segment", "neuron"]).size()
+    style = plots._MarkerStyle.for_map(small_map.coords)
+    for segment, (offsets, sizes) in enumerate(drawn_markers(fig)):
+        expected = np.maximum(style.max_area * rows[segment].to_numpy() / rows.max(), style.min_area)
+        np.testing.assert_allclose(sizes, expected, rtol=1e-12)
+        assert len(offsets) == rows[segment].size
+
+
+def test_u_matrix_markers_do_not_depend_on_the_number_of_rows(small_map: SmallMap) -> None:
+    """Every row repeated 200 times (and shuffled) draws the same markers: one per (neuron, segment) pair."""
+    segments = small_map.clusters.labels[small_map.bmu_ij[:, 0], small_map.bmu_ij[:, 1]]
+    order = np.random.default_rng(2).permutation(200 * len(segments)) % len(segments)
+    once, repeated = (
+        u_matrix_figure(small_map.distance_map, small_map.coords, small_map.topology, bmu_ij=bmu_ij,
+                        marker_labels=labels)
+        for bmu_ij, labels in ((small_map.bmu_ij, segments), (small_map.bmu_ij[order], segments[order]))
+    )
+    assert len(drawn_markers(once)) == len(drawn_markers(repeated)) == small_map.clusters.n_clusters
+    for (offsets, sizes), (repeated_offsets, repeated_sizes) in zip(drawn_markers(once), drawn_markers(repeated)):
+        assert offsets == repeated_offsets
+        np.testing.assert_allclose(repeated_sizes, sizes, rtol=1e-12)  # 200·r / 200·max rounds as r / max
+
+
+def legend_texts(fig) -> list[str]:
+    return [text.get_text() for legend in fig.legends for text in legend.get_texts()]
+
+
+def test_u_matrix_from_counts_draws_what_the_rows_draw(small_map: SmallMap) -> None:
+    """(x, y) hits and (x, y, S) rows per segment, counted by hand, give the markers and legend of the rows."""
+    segments = np.random.default_rng(7).choice([0, 2, 3], size=len(small_map.bmu_ij))  # segment 1 holds no rows
+    names = ["north", "east", "south", "west"]
+    counts = np.zeros((7, 5, 4), dtype=np.int64)
+    for (i, j), segment in zip(small_map.bmu_ij, segments):
+        counts[i, j, segment] += 1
+    args = (small_map.distance_map, small_map.coords, small_map.topology)
+    by_rows = u_matrix_figure(*args, bmu_ij=small_map.bmu_ij, marker_labels=segments, segment_names=names)
+    by_counts = u_matrix_figure(*args, bmu_counts=counts, segment_names=names)
+    assert drawn_markers(by_counts) == drawn_markers(by_rows)
+    assert legend_texts(by_counts) == legend_texts(by_rows) and len(legend_texts(by_rows)) == 3
+    assert by_counts.axes[0].get_title() == by_rows.axes[0].get_title()
+    hits_by_rows = u_matrix_figure(*args, bmu_ij=small_map.bmu_ij)
+    hits_by_counts = u_matrix_figure(*args, bmu_counts=counts.sum(axis=2))
+    assert drawn_markers(hits_by_counts) == drawn_markers(hits_by_rows)
+
+
+def test_u_matrix_counts_are_checked(small_map: SmallMap) -> None:
+    args = (small_map.distance_map, small_map.coords, small_map.topology)
+    hits = small_map.hits
+    with pytest.raises(ValueError, match="either bmu_counts"):
+        u_matrix_figure(*args, bmu_counts=hits, bmu_ij=small_map.bmu_ij)
+    with pytest.raises(ValueError, match=r"shape \(7, 5\) or \(7, 5\) \+ \(S,\), got shape \(5, 7\)"):
+        u_matrix_figure(*args, bmu_counts=hits.T)
+    with pytest.raises(TypeError, match="integer row counts"):
+        u_matrix_figure(*args, bmu_counts=hits.astype(float))
+    with pytest.raises(ValueError, match="non-negative with at least one row"):
+        u_matrix_figure(*args, bmu_counts=-hits)
+    with pytest.raises(ValueError, match="segment_names needs marker_labels"):
+        u_matrix_figure(*args, bmu_counts=hits, segment_names=["a"])
+    with pytest.raises(ValueError, match="rows in segment 1 but segment_names has 1 names"):
+        u_matrix_figure(*args, bmu_counts=np.stack([hits, hits], axis=2), segment_names=["a"])
