@@ -210,15 +210,16 @@ def write_plots(
     produced one) the k-selection criterion per k."""
     som, clusters, training = segmenter.som_, segmenter.neuron_clusters_, segmenter.training_
     coords = som.get_euclidean_coordinates()
-    bmu_ij = np.stack(np.divmod(training.unit_bmu, som.y), axis=1)
     hits = np.bincount(training.unit_bmu, minlength=som.n_neurons).reshape(som.x, som.y)
+    # units per (neuron, segment): a neuron's units all carry its segment, so the markers cost the same at any size
+    segment_hits = hits[:, :, None] * (clusters.labels[:, :, None] == np.arange(int(clusters.labels.max()) + 1))
     planes, plane_names = prototype_planes(segmenter.preprocessor_, som.get_weights())
     leaf_segments, leaf_names = dendrogram_leaves(clusters.labels, clusters.linkage_neurons)
     tree = {"cut_height": clusters.cut_height, "leaf_segments": leaf_segments, "leaf_names": leaf_names,
             "segment_names": segment_names}
     paths = {
         "u_matrix": plot_u_matrix(som.distance_map(), coords, som.topology, plot_dir / "u_matrix.png",
-                                  bmu_ij=bmu_ij, marker_labels=training.unit_cluster, segment_names=segment_names,
+                                  bmu_counts=segment_hits, segment_names=segment_names,
                                   dpi=dpi),
         "dendrogram": plot_dendrogram(clusters.linkage, plot_dir / "dendrogram.png", dpi=dpi, **tree),
         "dendrogram_truncated": plot_truncated_dendrogram(
