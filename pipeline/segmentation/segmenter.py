@@ -294,8 +294,8 @@ class CustomerSegmenter:
                 reference = streamed.latest_kept_day
                 learned = streamed.aggregates.store_addresses()
                 built = streamed.aggregates.units(reference, learned)
-                preprocessor.fit_units(built, schema=BIGBAZAAR, reference_date=reference, learned=learned)
-                X, units = preprocessor.transform_units(built)
+                X, units = preprocessor.fit_transform_units(built, schema=BIGBAZAAR, reference_date=reference,
+                                                            learned=learned)
                 rows = _StreamedRows(streamed.cleaning, streamed.row_ids, streamed.customer_ids,
                                      streamed.aggregates.unit_codes(streamed.customer_ids))
         else:
