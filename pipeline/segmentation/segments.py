@@ -306,7 +306,10 @@ def _ranked_traits(candidates: list[_Candidate], segment: np.ndarray, n_segments
     """Per segment and feature the most distinctive candidate, ranked by |d| (ties: feature order)."""
     if not candidates:
         return pd.DataFrame(columns=list(TRAIT_COLUMNS))
-    values = np.column_stack([candidate.values for candidate in candidates])  # [n_units, n_candidates]
+    # [n_units, n_candidates] in Fortran order: every per-candidate pass below reads one contiguous column
+    values = np.empty((len(segment), len(candidates)), dtype=np.float64, order="F")
+    for position, candidate in enumerate(candidates):
+        values[:, position] = candidate.values
     present = ~np.isnan(values)
     # Each column divided by its largest magnitude first, so sums and squares of huge values (1e300) cannot
     # overflow; d is scale-free and the means are scaled back to original units.
