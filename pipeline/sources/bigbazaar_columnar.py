@@ -178,7 +178,8 @@ class BigBazaarCleaner:
             pl.col(ROW_ID).cast(pl.Int64),
             pl.col("digits:customerID").cast(pl.Int64).alias("customerID"),
             pl.col("text:Gender").fill_null("0").alias("Gender"),
-            *(_as_int64(pl.col(f"number:{column}")).alias(column) for column in ("PinCode", *BIGBAZAAR_INTEGER_COLUMNS)),
+            *(_as_int64(pl.col(f"number:{column}")).alias(column)
+              for column in ("PinCode", *BIGBAZAAR_INTEGER_COLUMNS)),
             _as_int64(pl.col("number:promo_code")).alias("promo_code"),
             pl.col("number:sale_price_after_promo").alias("sale_price_after_promo"),
             pl.col("text:discountUsed").alias("discountUsed"),

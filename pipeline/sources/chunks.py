@@ -50,7 +50,8 @@ from pandas._libs.parsers import STR_NA_VALUES
 
 from pipeline.sources.bigbazaar_columnar import iso8601_dates
 from pipeline.sources.loading import (
-    CSV_SUFFIXES,
+    BIGBAZAAR_COLUMNS,
+    BIGBAZAAR_DTYPES,
     PARQUET_SUFFIXES,
     READ_ERRORS,
     ROW_ID,
@@ -92,9 +93,19 @@ def read_chunks(
         columns, frames = _parquet_frames(table_path, chunk_rows, text_columns)
     else:
         columns, frames = _csv_frames(table_path, chunk_rows, text_columns)
-    require_columns(_ColumnNames(columns), required_columns, what=what)
+    require_columns(_header_only(columns), required_columns, what=what)
     logger.info("streaming %s in chunks of %d rows (%d columns)", table_path, chunk_rows, len(columns))
     return _numbered(frames, table_path, columns)
+
+
+def read_bigbazaar_chunks(path: str | os.PathLike, *, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator[pl.DataFrame]:
+    """A Big Bazaar file as ``read_bigbazaar`` reads it, in chunks: a CSV with every column as text, a Parquet file
+    with its text columns (``BIGBAZAAR_DTYPES``) as text and its numbers typed; the 16 columns are required."""
+    is_parquet = Path(path).name.lower().endswith(PARQUET_SUFFIXES)
+    return read_chunks(
+        path, chunk_rows=chunk_rows, text_columns=tuple(BIGBAZAAR_DTYPES) if is_parquet else None,
+        required_columns=BIGBAZAAR_COLUMNS, what=f"Big Bazaar transactions file {Path(path).name}",
+    )
 
 
 def frame_chunks(frame: pl.DataFrame | pd.DataFrame, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator[pl.DataFrame]:
@@ -127,16 +138,17 @@ def scan_bigbazaar_summary(source: str | os.PathLike | pl.DataFrame | pd.DataFra
         return len(source), latest
     table_path = _checked_table_path(source)
     if table_path.name.lower().endswith(PARQUET_SUFFIXES):
-        frame = pl.scan_parquet(table_path).select("transactionDate")
-        dtype = frame.collect_schema()["transactionDate"]
-        counted = frame
+        columns, _ = _parquet_frames(table_path, DEFAULT_CHUNK_ROWS, None)  # pyarrow's errors for a bad file
+        rows = pl.scan_parquet(table_path)
     else:
         _check_csv_start(table_path)
-        frame = _csv_scan(table_path, None)
-        dtype = pl.Utf8
-        counted = frame.filter(~pl.all_horizontal(pl.all().is_null())).select("transactionDate")
+        rows = _csv_scan(table_path, None)
+        columns = _csv_columns(rows, table_path)
+        rows = rows.filter(~pl.all_horizontal(pl.all().is_null()))  # blank lines, as read_chunks skips them
+    require_columns(_header_only(columns), ["transactionDate"], what=f"Big Bazaar transactions file {table_path.name}")
+    dtype = rows.collect_schema()["transactionDate"]
     try:
-        n_rows, latest = counted.select(pl.len(), _as_dates(dtype).max()).collect().row(0)
+        n_rows, latest = rows.select(pl.len(), _as_dates(dtype).max()).collect().row(0)
     except POLARS_READ_ERRORS as error:
         raise ValueError(f"cannot read {table_path}: {_polars_problem(error)}") from error
     return int(n_rows), latest
@@ -152,11 +164,9 @@ def _as_dates(dtype: pl.DataType) -> pl.Expr:
     return column.cast(pl.Utf8).map_batches(iso8601_dates, return_dtype=pl.Date)
 
 
-class _ColumnNames:
-    """A header as ``require_columns`` reads it (an object with ``.columns``)."""
-
-    def __init__(self, columns: Sequence[str]) -> None:
-        self.columns = list(columns)
+def _header_only(columns: Sequence[str]) -> pl.DataFrame:
+    """A frame with the header's columns and no rows (what ``require_columns`` inspects)."""
+    return pl.DataFrame(schema={column: pl.Null for column in columns})
 
 
 def _checked_table_path(path: str | os.PathLike) -> Path:
@@ -205,15 +215,19 @@ def _csv_scan(path: Path, text_columns: Sequence[str] | None) -> pl.LazyFrame:
     )
 
 
+def _csv_columns(scan: pl.LazyFrame, path: Path) -> list[str]:
+    try:
+        return scan.collect_schema().names()
+    except POLARS_READ_ERRORS as error:
+        raise ValueError(f"cannot read {path}: {_polars_problem(error)}") from error
+
+
 def _csv_frames(
     path: Path, chunk_rows: int, text_columns: Sequence[str] | None
 ) -> tuple[list[str], Iterator[pl.DataFrame]]:
     _check_csv_start(path)
     scan = _csv_scan(path, text_columns)
-    try:
-        columns = scan.collect_schema().names()
-    except POLARS_READ_ERRORS as error:
-        raise ValueError(f"cannot read {path}: {_polars_problem(error)}") from error
+    columns = _csv_columns(scan, path)
 
     def frames() -> Iterator[pl.DataFrame]:
         blank_line = pl.all_horizontal(pl.all().is_null())
@@ -307,7 +321,8 @@ class _RowIds:
             own = self._checked_own_ids(frame[ROW_ID])
             frame = frame.with_columns(own)
         else:
-            frame = frame.with_columns(pl.int_range(self.n_rows, self.n_rows + frame.height, dtype=pl.Int64).alias(ROW_ID))
+            positions = pl.int_range(self.n_rows, self.n_rows + frame.height, dtype=pl.Int64)
+            frame = frame.with_columns(positions.alias(ROW_ID))
         self.n_rows += frame.height
         return frame.select(ROW_ID, pl.exclude(ROW_ID))
 

@@ -15,7 +15,7 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from pipeline.sources.bigbazaar_columnar import BigBazaarCleaner, iso8601_dates
-from pipeline.sources.chunks import frame_chunks, read_chunks, scan_bigbazaar_summary
+from pipeline.sources.chunks import frame_chunks, read_bigbazaar_chunks, read_chunks, scan_bigbazaar_summary
 from pipeline.sources.cleaning import CleanResult, clean_bigbazaar
 from pipeline.sources.loading import BIGBAZAAR_COLUMNS, read_bigbazaar, read_table
 from pipeline.sources.synthetic import generate
@@ -75,7 +75,7 @@ def assert_file_matches(path: Path, *, age_range=(14, 100), chunk_rows: int = CH
     reference = clean_bigbazaar(read_bigbazaar(path), age_range=age_range)
     n_rows, latest = scan_bigbazaar_summary(path)
     assert n_rows == reference.n_input
-    chunks = read_chunks(path, chunk_rows=chunk_rows, required_columns=BIGBAZAAR_COLUMNS)
+    chunks = read_bigbazaar_chunks(path, chunk_rows=chunk_rows)
     clean, dropped, _ = columnar_clean(chunks, reference=latest, n_rows=n_rows, age_range=age_range)
     assert_same_as_pandas(reference, clean, dropped)
     return reference
@@ -115,6 +115,19 @@ def test_synthetic_frame_with_typed_columns_matches_pandas(dirt: str) -> None:
     assert len(assert_frame_matches(raw).dropped) > 0
 
 
+def test_parquet_file_matches_pandas(tmp_path: Path) -> None:
+    """read_bigbazaar_chunks reads Parquet as read_bigbazaar does: text columns as text, numbers typed."""
+    raw = generate(600, seed=6, rows_per_customer="sample", dirt="heavy").transactions
+    path = tmp_path / "cproducts.parquet"
+    raw.to_parquet(path)
+    reference = clean_bigbazaar(read_bigbazaar(path))
+    n_rows, latest = scan_bigbazaar_summary(path)
+    chunks = list(read_bigbazaar_chunks(path, chunk_rows=100))
+    assert chunks[0]["PinCode"].dtype == pl.Float64 and chunks[0]["promo_code"].dtype == pl.Utf8
+    clean, dropped, _ = columnar_clean(chunks, reference=latest, n_rows=n_rows)
+    assert_same_as_pandas(reference, clean, dropped)
+
+
 def test_gzip_and_parquet_give_the_csv_result(tmp_path: Path) -> None:
     raw = generate(300, seed=5, rows_per_customer="sample", dirt="heavy").transactions
     csv, packed = tmp_path / "t.csv", tmp_path / "t.csv.gz"
@@ -139,8 +152,9 @@ DIRTY_ROWS = {
                   {"till_no": "two"}, {"transactionDate": "2016-13-45"}, {"sale_price_after_promo": "abc"}],
     "missing": [{"DOB": None}, {"PinCode": None, "DOB": None}, {"PinCode": None}, {"customerID": None},
                 {"discountUsed": None}, {"transactionDate": " "}, {"product_code": None}, {"Gender": None}],
-    "ids": [{"customerID": "BBID_２０４８２"}, {"customerID": "BBID_٢٠٤٨٢"}, {"customerID": "२०४८२"},
-            {"customerID": "BBID_20４82"}, {"customerID": "20482"}, {"customerID": "XX_1"},
+    "ids": [{"customerID": "BBID_２０４８２"}, {"customerID": "BBID_٢٠٤٨٢"},
+            {"customerID": "२०४८२"}, {"customerID": "BBID_20４82"}, {"customerID": "20482"},
+            {"customerID": "XX_1"},
             {"customerID": "BBID_0042"}, {"customerID": " BBID_7 "}, {"customerID": "BBID_1234567890123456789"}],
     "dates and ages": [{"DOB": "NANA"}, {"DOB": "nana"}, {"DOB": "2019-01-01"}, {"DOB": "1975-13-01"},
                        {"DOB": "2004-05-01"}, {"DOB": "2004-03-01"}, {"DOB": "1918-03-01"}, {"DOB": "1917-01-01"},
