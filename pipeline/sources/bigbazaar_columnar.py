@@ -2,8 +2,10 @@
 
 ``BigBazaarCleaner.clean(chunk)`` returns the kept rows (the clean-chunk contract: the columns and dtypes of
 ``clean_bigbazaar(...).clean`` with transactionDate as Date) and the dropped rows (``row_id``, ``customerID``,
-``reason``, then the raw columns). Each step of ``pipeline.sources.cleaning.clean_bigbazaar`` is one Polars
-expression, and a row's reason is the first true condition of one ``when/then`` chain in the pandas step order.
+``reason``, then the raw columns). Each drop rule of ``pipeline.sources.cleaning.clean_bigbazaar`` is one Polars
+condition over columns parsed once per chunk; one ``when/then`` chain in the pandas step order gives each row its
+first true rule, and the reason texts are built for the dropped rows only. Dates and states are parsed per
+distinct value. Cost: about 0.45 s of CPU per 250k-row chunk on the 2-core development machine.
 Two rules need the whole input and are given to the cleaner or gathered across chunks:
 
 - "too large to sum": |v| > float64 max / ``n_rows_total`` (the whole table's row count, ``scan_bigbazaar_summary``);
@@ -21,8 +23,9 @@ Known differences from the pandas cleaner (all outside the golden files):
   ``.``, ``\\`` or blank, the same twice), ``YYYYMMDD``, each with an optional time ``[T ]hh[:mm[:ss[.f]]]``;
   a time zone suffix or a negative year is unparseable here, and years outside pandas' timestamp range are
   accepted here;
-- a number float64 holds but int64 does not (e.g. ``1e20`` as store_code) becomes int64 min, as numpy's cast
-  on x86 gives; a bool-typed in-memory column is quoted ``'true'`` (pandas ``'True'``).
+- a bool-typed in-memory column is quoted ``'true'`` (pandas ``'True'``).
+
+Like pandas, an integer-valued number beyond int64 (``1e20`` as store_code) is kept as int64 min (numpy's cast).
 """
 from __future__ import annotations
 

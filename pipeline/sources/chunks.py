@@ -148,7 +148,7 @@ def scan_bigbazaar_summary(source: str | os.PathLike | pl.DataFrame | pd.DataFra
     require_columns(_header_only(columns), ["transactionDate"], what=f"Big Bazaar transactions file {table_path.name}")
     dtype = rows.collect_schema()["transactionDate"]
     try:
-        n_rows, latest = rows.select(pl.len(), _as_dates(dtype).max()).collect().row(0)
+        n_rows, latest = rows.select(pl.len(), _as_dates(dtype).max()).collect(engine="streaming").row(0)
     except POLARS_READ_ERRORS as error:
         raise ValueError(f"cannot read {table_path}: {_polars_problem(error)}") from error
     return int(n_rows), latest
@@ -161,7 +161,7 @@ def _as_dates(dtype: pl.DataType) -> pl.Expr:
         return column
     if isinstance(dtype, pl.Datetime):
         return column.dt.date()
-    return column.cast(pl.Utf8).map_batches(iso8601_dates, return_dtype=pl.Date)
+    return column.cast(pl.Utf8).map_batches(iso8601_dates, return_dtype=pl.Date, is_elementwise=True)
 
 
 def _header_only(columns: Sequence[str]) -> pl.DataFrame:
