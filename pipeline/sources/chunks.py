@@ -125,7 +125,8 @@ def frame_chunks(frame: pl.DataFrame | pd.DataFrame, chunk_rows: int = DEFAULT_C
 
 
 def scan_bigbazaar_summary(source: str | os.PathLike | pl.DataFrame | pd.DataFrame) -> tuple[int, date | None]:
-    """(number of data rows, latest parseable transactionDate) of a Big Bazaar table, in one lazy pass.
+    """(number of data rows, latest parseable transactionDate) of a Big Bazaar table, in one lazy streaming pass
+    over transactionDate (a second pass over every column counts the rows when some transactionDate is missing).
 
     The rows are counted as ``read_chunks`` yields them (blank CSV lines skipped); the date is the latest of
     ``pd.to_datetime(transactionDate, format="ISO8601", errors="coerce")`` (``iso8601_dates``), None if no cell
@@ -137,18 +138,23 @@ def scan_bigbazaar_summary(source: str | os.PathLike | pl.DataFrame | pd.DataFra
         latest = dates.select(_as_dates(dates.schema["transactionDate"]).max()).item()
         return len(source), latest
     table_path = _checked_table_path(source)
-    if table_path.name.lower().endswith(PARQUET_SUFFIXES):
+    is_parquet = table_path.name.lower().endswith(PARQUET_SUFFIXES)
+    if is_parquet:
         columns, _ = _parquet_frames(table_path, DEFAULT_CHUNK_ROWS, None)  # pyarrow's errors for a bad file
         rows = pl.scan_parquet(table_path)
     else:
         _check_csv_start(table_path)
         rows = _csv_scan(table_path, None)
         columns = _csv_columns(rows, table_path)
-        rows = rows.filter(~pl.all_horizontal(pl.all().is_null()))  # blank lines, as read_chunks skips them
     require_columns(_header_only(columns), ["transactionDate"], what=f"Big Bazaar transactions file {table_path.name}")
     dtype = rows.collect_schema()["transactionDate"]
+    summary = (pl.len(), pl.col("transactionDate").null_count().alias("n_missing"), _as_dates(dtype).max())
     try:
-        n_rows, latest = rows.select(pl.len(), _as_dates(dtype).max()).collect(engine="streaming").row(0)
+        n_rows, n_missing_dates, latest = rows.select(summary).collect(engine="streaming").row(0)
+        if n_missing_dates and not is_parquet:
+            # a blank line has no transactionDate either: count the rows read_chunks keeps (reads every column)
+            not_blank = rows.filter(~pl.all_horizontal(pl.all().is_null()))
+            n_rows = not_blank.select(pl.len()).collect(engine="streaming").item()
     except POLARS_READ_ERRORS as error:
         raise ValueError(f"cannot read {table_path}: {_polars_problem(error)}") from error
     return int(n_rows), latest

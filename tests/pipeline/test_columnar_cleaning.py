@@ -364,3 +364,12 @@ def test_summary_of_a_frame_and_a_file_agree_with_pandas(tmp_path: Path) -> None
     assert scan_bigbazaar_summary(path) == scan_bigbazaar_summary(raw) == (3, latest)
     no_dates = bigbazaar_raw({"transactionDate": "bad"})
     assert scan_bigbazaar_summary(no_dates) == (1, None)
+
+
+def test_summary_counts_rows_as_pandas_does_with_blank_lines(tmp_path: Path) -> None:
+    raw = bigbazaar_raw({}, {"transactionDate": None}, {})
+    path = tmp_path / "t.csv"
+    lines = raw.to_csv(index=False).splitlines()
+    path.write_text("\n".join([*lines[:2], "", *lines[2:], "", ""]) + "\n")
+    expected = read_bigbazaar(path)
+    assert scan_bigbazaar_summary(path)[0] == len(expected) == sum(chunk.height for chunk in read_chunks(path))
