@@ -16,8 +16,10 @@ slicing a lazy ``pl.scan_csv`` (``.slice().collect()``)  1.4       515 MB    10.
 =====================================================  ========  ========  ==========================
 
 ``collect_batches`` is the fastest, its memory stays flat when the file grows fivefold, and it streams gzip
-(decompressing as it goes). ``pl.read_csv_batched`` no longer exists in Polars 2.1. Parquet is read by
+(decompressing as it goes); ``pl.read_csv_batched`` no longer exists in Polars 2.1. Parquet is read by
 ``pyarrow.parquet.ParquetFile.iter_batches`` (row-group streaming; footer errors are pyarrow's, as in pandas).
+Chunk size, summary + read + ``BigBazaarCleaner`` over a 1 M-row (173 MB) file: 50k rows 2.2 s / 533 MB peak RSS,
+100k 1.9 s / 627 MB, 250k 1.9 s / 923 MB, 500k 1.9 s / 1127 MB: memory follows the chunk, not the file.
 
 Pandas compatibility of the CSV reader (``pd.read_csv`` is the reference):
 
