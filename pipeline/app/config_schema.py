@@ -61,7 +61,7 @@ class DataConfig:
     age_reference_date: Optional[str] = None
     age_range: Optional[List[float]] = field(default_factory=lambda: [14, 100])
     columns: Optional[ColumnMapping] = None
-    chunk_rows: int = 250_000
+    chunk_rows: int = 100_000
 
 
 @dataclass

@@ -47,7 +47,7 @@ from pipeline.sources.cleaning import (
     PROMO_CODE_WORDS,
     REASON,
     STATE_PLACEHOLDERS,
-    _check_age_range,
+    check_age_range,
 )
 from pipeline.sources.loading import BIGBAZAAR_COLUMNS, ROW_ID, require_columns
 
@@ -155,7 +155,7 @@ class BigBazaarCleaner:
     counters_: dict[str, _ParseCounter] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self.age_bounds_ = _check_age_range(self.age_range)
+        self.age_bounds_ = check_age_range(self.age_range)
         if isinstance(self.n_rows_total, bool) or not isinstance(self.n_rows_total, (int, np.integer)) \
                 or self.n_rows_total < 0:
             raise ValueError(f"n_rows_total must be a non-negative integer, got {self.n_rows_total!r}")

@@ -58,13 +58,14 @@ from pipeline.sources.loading import (
     READ_ERRORS,
     ROW_ID,
     SUPPORTED_SUFFIXES,
-    _read_problem,
+    check_table_path,
+    read_problem,
     require_columns,
 )
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_CHUNK_ROWS = 250_000
+DEFAULT_CHUNK_ROWS = 100_000
 # Texts pandas' read_csv reads as missing by default; the empty field is Polars' default null already.
 PANDAS_NA_TEXTS = tuple(sorted(STR_NA_VALUES - {""}))
 # A header line longer than this is not a CSV header (binary data without line breaks).
@@ -89,7 +90,7 @@ def read_chunks(
     (``require_columns`` with ``what``) before any row is read. Path, format and header problems raise here;
     a header-only file raises ValueError "<path> has no data rows ..." at the first chunk.
     """
-    table_path = _checked_table_path(path)
+    table_path = check_table_path(path)
     chunk_rows = _checked_chunk_rows(chunk_rows)
     if table_path.name.lower().endswith(PARQUET_SUFFIXES):
         columns, frames = _parquet_frames(table_path, chunk_rows, text_columns)
@@ -139,7 +140,7 @@ def scan_bigbazaar_summary(source: str | os.PathLike | pl.DataFrame | pd.DataFra
         dates = pl.from_pandas(source[["transactionDate"]]) if isinstance(source, pd.DataFrame) else source
         latest = dates.select(_as_dates(dates.schema["transactionDate"]).max()).item()
         return len(source), latest
-    table_path = _checked_table_path(source)
+    table_path = check_table_path(source)
     is_parquet = table_path.name.lower().endswith(PARQUET_SUFFIXES)
     if is_parquet:
         columns, _ = _parquet_frames(table_path, DEFAULT_CHUNK_ROWS, None)  # pyarrow's errors for a bad file
@@ -177,23 +178,6 @@ def _header_only(columns: Sequence[str]) -> pl.DataFrame:
     return pl.DataFrame(schema={column: pl.Null for column in columns})
 
 
-def _checked_table_path(path: str | os.PathLike) -> Path:
-    """The path of a readable table file, with read_table's errors for a folder, a missing file, a wrong suffix
-    and a 0-byte file."""
-    table_path = Path(path)
-    if table_path.is_dir():
-        raise ValueError(f"cannot read {table_path}: it is a folder, not a table file")
-    if not table_path.is_file():
-        raise FileNotFoundError(f"input table not found: {table_path}")
-    if not table_path.name.lower().endswith(SUPPORTED_SUFFIXES):
-        raise ValueError(
-            f"unsupported table file {table_path.name!r}: supported suffixes are {', '.join(SUPPORTED_SUFFIXES)}"
-        )
-    if table_path.stat().st_size == 0:
-        raise ValueError(f"cannot read {table_path}: the file is empty (0 bytes)")
-    return table_path
-
-
 def _checked_chunk_rows(chunk_rows: int) -> int:
     if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, (int, np.integer)) or chunk_rows < 1:
         raise ValueError(f"chunk_rows must be a positive integer, got {chunk_rows!r}")
@@ -209,9 +193,9 @@ def _check_csv_start(path: Path) -> None:
             header = stream.readline(MAX_HEADER_BYTES)
         header.decode("utf-8")
     except READ_ERRORS as error:
-        raise ValueError(f"cannot read {path}: {_read_problem(error)}") from error
+        raise ValueError(f"cannot read {path}: {read_problem(error)}") from error
     if not header.strip():
-        raise ValueError(f"cannot read {path}: {_read_problem(pd.errors.EmptyDataError())}")
+        raise ValueError(f"cannot read {path}: {read_problem(pd.errors.EmptyDataError())}")
 
 
 def _csv_scan(path: Path, text_columns: Sequence[str] | None) -> pl.LazyFrame:
@@ -261,7 +245,7 @@ def _parquet_frames(
     try:
         parquet = pq.ParquetFile(path)
     except READ_ERRORS as error:
-        raise ValueError(f"cannot read {path}: {_read_problem(error)}") from error
+        raise ValueError(f"cannot read {path}: {read_problem(error)}") from error
     # pandas.read_parquet turns the columns of a saved index into the index, which read_table then discards
     index_columns = {name for name in (parquet.schema_arrow.pandas_metadata or {}).get("index_columns", [])
                      if isinstance(name, str)}
@@ -274,7 +258,7 @@ def _parquet_frames(
                 frame = pl.from_arrow(batch)
                 yield frame.with_columns(pl.col(name).cast(pl.Utf8) for name in columns if name in as_text)
         except READ_ERRORS as error:
-            raise ValueError(f"cannot read {path}: {_read_problem(error)}") from error
+            raise ValueError(f"cannot read {path}: {read_problem(error)}") from error
 
     return columns, frames()
 
@@ -283,10 +267,10 @@ def _polars_problem(error: BaseException) -> str:
     """read_table's wording for a Polars read error (truncated gzip, invalid UTF-8), else the error's own line."""
     message = str(error).lower()
     if isinstance(error, OSError) and "unexpected end of file" in message:
-        return _read_problem(EOFError())
+        return read_problem(EOFError())
     if "utf-8" in message or "utf8" in message:
-        return _read_problem(UnicodeDecodeError("utf-8", b"", 0, 1, "invalid"))
-    return _read_problem(error)
+        return read_problem(UnicodeDecodeError("utf-8", b"", 0, 1, "invalid"))
+    return read_problem(error)
 
 
 def _numbered(frames: Iterator[pl.DataFrame], path: Path, columns: list[str]) -> Iterator[pl.DataFrame]:

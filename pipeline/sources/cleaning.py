@@ -159,7 +159,7 @@ def clean_bigbazaar(
     and State is kept, normalised (``_normalise_state``); the author dropped both, and the customer feature
     set needs them for recency and the address flags.
     """
-    age_bounds = _check_age_range(age_range)
+    age_bounds = check_age_range(age_range)
     require_columns(raw, BIGBAZAAR_COLUMNS, what="Big Bazaar transactions")
     _require_data_rows(raw)
     raw = with_row_id(raw)
@@ -480,7 +480,7 @@ def _whole_years(birth_dates: pd.Series, reference: pd.Timestamp) -> pd.Series:
     return (reference.year - birth_dates.dt.year - before_birthday.astype(np.float64)).astype(np.float64)
 
 
-def _check_age_range(age_range: tuple[float, float] | None) -> tuple[float, float] | None:
+def check_age_range(age_range: tuple[float, float] | None) -> tuple[float, float] | None:
     """``age_range`` as float (low, high) bounds, or None; ValueError unless None or a pair with low < high."""
     if age_range is None:
         return None

@@ -56,18 +56,8 @@ def read_table(
     which must be unique integers. ``nrows`` reads only the first rows (their ids are still positions).
     A table without data rows (a header-only file) raises ValueError "<path> has no data rows".
     """
-    table_path = Path(path)
-    if table_path.is_dir():
-        raise ValueError(f"cannot read {table_path}: it is a folder, not a table file")
-    if not table_path.is_file():
-        raise FileNotFoundError(f"input table not found: {table_path}")
+    table_path = check_table_path(path)
     name = table_path.name.lower()
-    if not name.endswith(SUPPORTED_SUFFIXES):
-        raise ValueError(
-            f"unsupported table file {table_path.name!r}: supported suffixes are {', '.join(SUPPORTED_SUFFIXES)}"
-        )
-    if table_path.stat().st_size == 0:
-        raise ValueError(f"cannot read {table_path}: the file is empty (0 bytes)")
     columns = list(usecols) if usecols is not None else None
     try:
         if name.endswith(CSV_SUFFIXES):
@@ -79,14 +69,31 @@ def read_table(
             if dtype:
                 frame = frame.astype({column: kind for column, kind in dtype.items() if column in frame.columns})
     except READ_ERRORS as error:
-        raise ValueError(f"cannot read {table_path}: {_read_problem(error)}") from error
+        raise ValueError(f"cannot read {table_path}: {read_problem(error)}") from error
     if len(frame) == 0:
         raise ValueError(f"{table_path} has no data rows (only a header with {frame.shape[1]} columns)")
     logger.info("read %d rows x %d columns from %s", len(frame), frame.shape[1], table_path)
     return with_row_id(frame)
 
 
-def _read_problem(error: BaseException) -> str:
+def check_table_path(path: str | os.PathLike) -> Path:
+    """``path`` as a Path, checked before anything is read: FileNotFoundError for a missing file, ValueError for a
+    folder, an unsupported suffix or a 0-byte file."""
+    table_path = Path(path)
+    if table_path.is_dir():
+        raise ValueError(f"cannot read {table_path}: it is a folder, not a table file")
+    if not table_path.is_file():
+        raise FileNotFoundError(f"input table not found: {table_path}")
+    if not table_path.name.lower().endswith(SUPPORTED_SUFFIXES):
+        raise ValueError(
+            f"unsupported table file {table_path.name!r}: supported suffixes are {', '.join(SUPPORTED_SUFFIXES)}"
+        )
+    if table_path.stat().st_size == 0:
+        raise ValueError(f"cannot read {table_path}: the file is empty (0 bytes)")
+    return table_path
+
+
+def read_problem(error: BaseException) -> str:
     """One line saying why a table could not be read (bad gzip, truncated stream, not text, bad CSV)."""
     if isinstance(error, UnicodeDecodeError):
         return "not a UTF-8 text file (is it a binary file?)"

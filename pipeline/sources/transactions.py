@@ -18,8 +18,8 @@ from typing import Any
 import pandas as pd
 import polars as pl
 
-from pipeline.sources.chunks import DEFAULT_CHUNK_ROWS, frame_chunks, read_chunks, scan_bigbazaar_summary
-from pipeline.sources.loading import SUPPORTED_SUFFIXES, read_bigbazaar, read_table
+from pipeline.sources.chunks import DEFAULT_CHUNK_ROWS, frame_chunks, read_bigbazaar_chunks, scan_bigbazaar_summary
+from pipeline.sources.loading import check_table_path, read_bigbazaar, read_table
 
 logger = logging.getLogger(__name__)
 
@@ -55,25 +55,15 @@ class TransactionSource:
     def check(self) -> None:
         """Raise before any data is read: FileNotFoundError for a missing file, ValueError for a folder, an
         unsupported suffix or a 0-byte file."""
-        if self.path is None:
-            return
-        if self.path.is_dir():
-            raise ValueError(f"cannot read {self.path}: it is a folder, not a table file")
-        if not self.path.is_file():
-            raise FileNotFoundError(f"input table not found: {self.path}")
-        if not self.path.name.lower().endswith(SUPPORTED_SUFFIXES):
-            raise ValueError(
-                f"unsupported table file {self.path.name!r}: supported suffixes are {', '.join(SUPPORTED_SUFFIXES)}"
-            )
-        if self.path.stat().st_size == 0:
-            raise ValueError(f"cannot read {self.path}: the file is empty (0 bytes)")
+        if self.path is not None:
+            check_table_path(self.path)
 
     def chunks(self) -> Iterator[pl.DataFrame]:
         """The rows in chunks of about ``chunk_rows``: ``row_id`` (position in the input) first, then the columns
         (a file's columns as text; a frame's columns with their types)."""
         if self.table is not None:
             return frame_chunks(self.table, self.chunk_rows)
-        return read_chunks(self.path, chunk_rows=self.chunk_rows)
+        return read_bigbazaar_chunks(self.path, chunk_rows=self.chunk_rows)
 
     def bigbazaar_summary(self) -> tuple[int, date | None]:
         """(number of rows, latest parseable transactionDate or None), read before cleaning: the cleaner needs the
