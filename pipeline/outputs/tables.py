@@ -20,7 +20,6 @@ import somtorch
 from pipeline.features.encoding import NumericEncoder, TokenSetEncoder
 from pipeline.features.feature_sets import N_ROWS, REVENUE
 from pipeline.features.preprocessor import FeaturePreprocessor
-from pipeline.sources.loading import ROW_ID
 from pipeline.outputs.rows import ClusterSizes
 from pipeline.segmentation.segmenter import CustomerSegmenter, Segmentation
 from pipeline.segmentation.segments import SegmentDescription, describe_segments

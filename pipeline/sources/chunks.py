@@ -57,7 +57,6 @@ from pipeline.sources.loading import (
     PARQUET_SUFFIXES,
     READ_ERRORS,
     ROW_ID,
-    SUPPORTED_SUFFIXES,
     check_table_path,
     read_problem,
     require_columns,
