@@ -11,6 +11,8 @@ from __future__ import annotations
 import inspect
 import logging
 import os
+import resource
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from contextlib import contextmanager
@@ -630,11 +632,18 @@ def read_raw_table(path: str | os.PathLike, schema: str) -> pd.DataFrame:
 
 @contextmanager
 def timed_stage(stage: str, timings: dict[str, float], log: logging.Logger = logger) -> Iterator[None]:
-    """Record the wall time of a stage in ``timings[stage]`` (seconds) and log it on ``log``."""
+    """Record the wall time of a stage in ``timings[stage]`` (seconds) and log it on ``log``, with the process's
+    peak resident memory so far (where the memory of a run goes, stage by stage)."""
     started = time.perf_counter()
     yield
     timings[stage] = time.perf_counter() - started
-    log.info("stage %s took %.2f s", stage, timings[stage])
+    log.info("stage %s took %.2f s (peak RSS so far %.2f GB)", stage, timings[stage], peak_rss_bytes() / 1e9)
+
+
+def peak_rss_bytes() -> int:
+    """The peak resident set size of this process, in bytes (Linux reports kilobytes, macOS bytes)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if sys.platform == "darwin" else peak * 1024)
 
 
 def check_choice(name: str, value: Any, valid: tuple[str, ...]) -> None:
