@@ -55,9 +55,10 @@ def euclidean_evaluation(chunks: Iterable[torch.Tensor], W: torch.Tensor, neighb
                          two_best: bool = True) -> SOMEvaluation:
     """BMUs, QE and TE of the samples in ``chunks`` (each (B, D) on W's device and dtype) with the euclidean distance.
 
-    W: (M, D) weights; neighbors: (M, K) true neighbours of each unit, on W's device. One search per chunk finds the
-    two best units (only the best where ``two_best`` is False: TE is then NaN). Each chunk's distances ‖x − w_c‖
-    (B,) are summed in float64 at once, so QE does not depend on how the search splits a chunk.
+    W: (M, D) weights; neighbors: (M, K) true neighbours of each unit, on W's device. The search splits each input
+    chunk into byte-budget chunks and finds their two best units (only the best where ``two_best`` is False: TE is
+    then NaN). The distances ‖x − w_c‖ of a whole input chunk (B,), in W's dtype, are summed in float64 at once, so
+    QE does not depend on the search's chunk size.
     """
     euclidean = ActivationDistance("euclidean")
     found, n = [], 0
