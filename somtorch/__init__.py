@@ -3,7 +3,8 @@
 >>> from somtorch import SOM
 >>> som = SOM(10, 10, input_len=4, sigma=1.5, random_seed=0, device="cpu")
 """
+from .evaluation import SOMEvaluation
 from .som import SOM
 
-__all__ = ["SOM"]
+__all__ = ["SOM", "SOMEvaluation"]
 __version__ = "0.1.0"

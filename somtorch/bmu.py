@@ -204,7 +204,7 @@ class ChunkScorer:
         return self.distance.scores(chunk, self.W, None)
 
 
-def _iter_nearest(X: torch.Tensor, W: torch.Tensor, distance: ActivationDistance, budget_bytes: int, k: int) -> Iterator[tuple[slice, torch.Tensor, torch.Tensor]]:
+def iter_nearest(X: torch.Tensor, W: torch.Tensor, distance: ActivationDistance, budget_bytes: int, k: int) -> Iterator[tuple[slice, torch.Tensor, torch.Tensor]]:
     """Yield ``(rows, chunk, nearest)`` per chunk of X: its slice, the chunk on W's device and the flat indices of
     its k nearest units (B, k) under the BMU rule (see :func:`smallest_units`). Small CPU searches run on one thread."""
     rows = min(chunk_rows(W.shape[0], W.element_size(), budget_bytes, W.device), max(1, X.shape[0]))
@@ -220,7 +220,7 @@ def iter_bmus(X: torch.Tensor, W: torch.Tensor, distance: ActivationDistance, bu
 
     X: (N, D), W: (M, D). The BMU rule: smallest exact distance, ties to the lowest flat index.
     """
-    for part, chunk, nearest in _iter_nearest(X, W, distance, budget_bytes, 1):
+    for part, chunk, nearest in iter_nearest(X, W, distance, budget_bytes, 1):
         yield part, chunk, nearest[:, 0]
 
 
@@ -247,24 +247,11 @@ def accumulate_by_bmu(X: torch.Tensor, W: torch.Tensor, distance: ActivationDist
         counts.index_add_(0, bmu, ones[: bmu.shape[0]])
 
 
-def quantization_distances(X: torch.Tensor, W: torch.Tensor, budget_bytes: int = DEFAULT_CHUNK_BYTES) -> torch.Tensor:
-    """‖x − w_bmu‖₂ for every sample with the euclidean BMU: (N,) on W's device.
-
-    The distance is recomputed from the difference (not from the expanded ‖x‖² − 2x·w + ‖w‖²) so it is exact
-    even for samples very close to their BMU.
-    """
-    euclidean = ActivationDistance("euclidean")
-    out = torch.empty(X.shape[0], dtype=W.dtype, device=W.device)
-    for part, chunk, bmu in iter_bmus(X, W, euclidean, budget_bytes):
-        out[part] = (chunk - W[bmu]).norm(dim=1)
-    return out
-
-
 def two_best_units(X: torch.Tensor, W: torch.Tensor, budget_bytes: int = DEFAULT_CHUNK_BYTES) -> torch.Tensor:
     """Flat indices of the best and second-best euclidean units of every sample: (N, 2) int64."""
     if W.shape[0] < 2:
         raise ValueError("two best units need a map with at least 2 neurons")
     out = torch.empty((X.shape[0], 2), dtype=torch.long, device=W.device)
-    for part, _, nearest in _iter_nearest(X, W, ActivationDistance("euclidean"), budget_bytes, 2):
+    for part, _, nearest in iter_nearest(X, W, ActivationDistance("euclidean"), budget_bytes, 2):
         out[part] = nearest
     return out

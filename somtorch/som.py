@@ -13,6 +13,7 @@ import math
 import warnings
 from collections import Counter, defaultdict
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence, Union
 
@@ -24,6 +25,7 @@ from . import bmu as bmu_search
 from ._inputs import DeviceSpec, as_matrix, as_sample, resolve_device, resolve_dtype
 from .decay import LEARNING_RATE_DECAYS, SIGMA_DECAYS, DecaySpec, decay_schedule, resolve_decay
 from .distances import ActivationDistance, DistanceSpec
+from .evaluation import SOMEvaluation, euclidean_evaluation
 from .grid import Grid
 from .initialization import pca_plane
 from .neighborhoods import GridTables, MapNeighborhood, resolve_neighborhood
@@ -310,11 +312,13 @@ class SOM:
 
     def bmu_indices(self, data: Any) -> torch.Tensor:
         """Flat BMU index (i·y + j) of every sample under ``activation_distance``: LongTensor (N,) on ``device``."""
-        X = data if isinstance(data, ChunkSource) else self._data(data)
+        return self._activation_bmus(data if isinstance(data, ChunkSource) else self._data(data))
+
+    def _activation_bmus(self, source: Union[torch.Tensor, ChunkSource]) -> torch.Tensor:
+        """bmu_indices of validated data: a matrix on the device or a ChunkSource."""
         with self._matmul_precision():
-            if isinstance(X, ChunkSource):
-                return torch.cat([bmu_search.best_matching_units(c, self._flat, self._distance, self.chunk_bytes) for c in X])
-            return bmu_search.best_matching_units(X, self._flat, self._distance, self.chunk_bytes)
+            found = [bmu_search.best_matching_units(c, self._flat, self._distance, self.chunk_bytes) for c in self._chunks(source)]
+        return found[0] if len(found) == 1 else torch.cat(found)
 
     def winners(self, data: Any) -> np.ndarray:
         """(i, j) of every sample's BMU: int64 array (N, 2)."""
@@ -329,13 +333,9 @@ class SOM:
         return self._flat[idx].cpu().numpy()
 
     def quantization_error(self, data: Any) -> float:
-        """Mean euclidean distance from each sample to its (euclidean) BMU."""
-        total, count = 0.0, 0
+        """Mean euclidean distance from each sample to its (euclidean) BMU: (1/N) Σ_n ‖x_n − w_{c_n}‖₂."""
         with self._matmul_precision():
-            for chunk in self._chunks(data):
-                total += float(bmu_search.quantization_distances(chunk, self._flat, self.chunk_bytes).to(torch.float64).sum())
-                count += chunk.shape[0]
-        return total / count
+            return euclidean_evaluation(self._chunks(data), self._flat, self._neighbors, self.chunk_bytes, two_best=False).quantization_error
 
     def topographic_error(self, data: Any) -> float:
         """Share of samples whose two best (euclidean) units are not adjacent on the map.
@@ -346,13 +346,26 @@ class SOM:
         if self.n_neurons == 1:
             warnings.warn("The topographic error is not defined for a 1-by-1 map.", stacklevel=2)
             return float("nan")
-        errors, count = 0, 0
         with self._matmul_precision():
-            for chunk in self._chunks(data):
-                best = bmu_search.two_best_units(chunk, self._flat, self.chunk_bytes).cpu().numpy()
-                errors += int((~self.grid.are_adjacent(best[:, 0], best[:, 1])).sum())
-                count += best.shape[0]
-        return errors / count
+            return euclidean_evaluation(self._chunks(data), self._flat, self._neighbors, self.chunk_bytes).topographic_error
+
+    def evaluate(self, data: Any) -> SOMEvaluation:
+        """BMUs, quantization error and topographic error of ``data`` in one pass: what ``bmu_indices``,
+        ``quantization_error`` and ``topographic_error`` return, from one two-best search per chunk.
+
+        ``data``: an (N, D) matrix (validated and moved to the device once) or a ChunkSource. QE and TE always use
+        the euclidean distance; when ``activation_distance`` is not euclidean the BMUs come from a second search
+        under it (two passes instead of one). TE is NaN, with a warning, on a 1 × 1 map.
+        """
+        source = data if isinstance(data, ChunkSource) else self._data(data)
+        two_best = self.n_neurons > 1
+        if not two_best:
+            warnings.warn("The topographic error is not defined for a 1-by-1 map.", stacklevel=2)
+        with self._matmul_precision():
+            result = euclidean_evaluation(self._chunks(source), self._flat, self._neighbors, self.chunk_bytes, two_best)
+        if self._distance.is_euclidean:
+            return result
+        return replace(result, bmu=self._activation_bmus(source))
 
     def distance_map(self, scaling: str = "sum") -> np.ndarray:
         """U-matrix (x, y): per neuron the sum (or mean) of euclidean distances to its true neighbours (8 on

@@ -1,0 +1,82 @@
+"""Quality of a trained map from one euclidean search: every sample's BMU, the quantization and topographic errors.
+
+For samples x_n (n < N) with euclidean best unit c_n and second-best unit c'_n (the BMU rule of
+:mod:`somtorch.bmu`: smallest exact distance, ties to the lowest flat index, near-ties re-checked exactly):
+
+* quantization error  QE = (1/N) Σ_n ‖x_n − w_{c_n}‖₂, the distance taken from the differences (MiniSom's
+  definition, ``norm(data − quantization(data), axis=1).mean()``);
+* topographic error   TE = (1/N) Σ_n [c'_n is not a true neighbour of c_n]: rectangular grid distance > 1.42
+  (diagonals are neighbours), hexagonal coordinate distance ≠ 1, minimum image on periodic maps
+  (:attr:`somtorch.grid.Grid.neighbors`).
+
+A two-best search (k = 2) yields c_n and c'_n together, chunk by chunk from the byte budget (never an N × M matrix),
+on the weights' device. QE and TE always use the euclidean distance, so the BMUs of a SOM whose
+``activation_distance`` is not euclidean need a search of their own (see :meth:`somtorch.SOM.evaluate`).
+"""
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from typing import Iterable
+
+import torch
+
+from . import bmu as bmu_search
+from .distances import ActivationDistance
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SOMEvaluation:
+    """What :meth:`somtorch.SOM.evaluate` measures on a data set of ``n`` rows.
+
+    Attributes:
+        bmu: flat BMU index i·y + j of every sample under the SOM's ``activation_distance``, int64 (n,) on the
+            SOM's device (what ``bmu_indices`` returns).
+        quantization_error: mean euclidean distance from each sample to its euclidean BMU.
+        topographic_error: share of samples whose two best euclidean units are not adjacent (NaN on a 1 × 1 map).
+        n: the number of rows.
+    """
+
+    bmu: torch.Tensor
+    quantization_error: float
+    topographic_error: float
+    n: int
+
+
+def non_adjacent(best_two: torch.Tensor, neighbors: torch.Tensor) -> torch.Tensor:
+    """Whether each pair of units (B, 2) is *not* adjacent, given each unit's true neighbours (M, K), −1 padded: (B,)."""
+    return ~(neighbors[best_two[:, 0]] == best_two[:, 1:2]).any(1)  # [B, K] → [B]
+
+
+def euclidean_evaluation(chunks: Iterable[torch.Tensor], W: torch.Tensor, neighbors: torch.Tensor, budget_bytes: int,
+                         two_best: bool = True) -> SOMEvaluation:
+    """BMUs, QE and TE of the samples in ``chunks`` (each (B, D) on W's device and dtype) with the euclidean distance.
+
+    W: (M, D) weights; neighbors: (M, K) true neighbours of each unit, on W's device. The search splits each input
+    chunk into byte-budget chunks and finds their two best units (only the best where ``two_best`` is False: TE is
+    then NaN). The distances ‖x − w_c‖ of a whole input chunk (B,), in W's dtype, are summed in float64 at once, so
+    QE does not depend on the search's chunk size.
+    """
+    euclidean = ActivationDistance("euclidean")
+    found, n = [], 0
+    distance_sum = torch.zeros((), dtype=torch.float64, device=W.device)
+    errors = torch.zeros((), dtype=torch.long, device=W.device)
+    for X in chunks:
+        bmu = torch.empty(X.shape[0], dtype=torch.long, device=W.device)
+        distances = torch.empty(X.shape[0], dtype=W.dtype, device=W.device)
+        for part, chunk, nearest in bmu_search.iter_nearest(X, W, euclidean, budget_bytes, 2 if two_best else 1):
+            bmu[part] = nearest[:, 0]
+            distances[part] = (chunk - W[nearest[:, 0]]).norm(dim=1)
+            if two_best:
+                errors += non_adjacent(nearest, neighbors).sum()
+        distance_sum += distances.to(torch.float64).sum()
+        found.append(bmu)
+        n += X.shape[0]
+    if n == 0:
+        raise ValueError("data has no rows: the quantization and topographic errors need at least one sample")
+    topographic = int(errors) / n if two_best else math.nan  # the totals are read back once, after the last chunk
+    logger.debug("evaluated %d samples: QE sum %.6g, %d topographic errors", n, float(distance_sum), int(errors))
+    return SOMEvaluation(found[0] if len(found) == 1 else torch.cat(found), float(distance_sum) / n, topographic, n)
