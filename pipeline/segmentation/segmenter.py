@@ -313,9 +313,10 @@ class CustomerSegmenter:
         with timed_stage("train", self.timings_):
             som = self._train_som(X)
         with timed_stage("evaluate", self.timings_):
-            unit_bmu = som.bmu_indices(X).cpu().numpy()
-            self.quantization_error_ = som.quantization_error(X)
-            self.topographic_error_ = som.topographic_error(X)
+            evaluation = som.evaluate(X)  # BMUs, QE and TE from one two-best search
+            unit_bmu = evaluation.bmu.cpu().numpy()
+            self.quantization_error_ = evaluation.quantization_error
+            self.topographic_error_ = evaluation.topographic_error
         logger.info("quantization error %.5g, topographic error %.4f",
                     self.quantization_error_, self.topographic_error_)
         with timed_stage("cluster", self.timings_):
