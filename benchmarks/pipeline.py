@@ -53,8 +53,11 @@ RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
 DEFAULT_CACHE = Path("~/.cache/somtorch-bench/pipeline")
 DEFAULT_ROWS = "1e4,1e5,1e6"
 FORMAT_VERSION = 1  # bump when the cached files' content changes (generator, block layout, id remapping)
-ROWS_PER_CUSTOMER = 1.15  # mean rows per customer of rows_per_customer="sample" (the real file's line sample)
-BLOCK_CUSTOMERS = 1_000_000
+# rows_per_customer mode -> (mean rows per customer, customers per generated block). "sample" is the real file's
+# line sample (1.15 rows a customer: the customer table is as long as the file); "history" draws whole customer
+# histories (about 17 rows a customer, as retail data with repeat customers).
+ROWS_PER_CUSTOMER = {"sample": 1.15, "history": 17.35}
+BLOCK_CUSTOMERS = {"sample": 1_000_000, "history": 60_000}
 ID_BLOCK_OFFSET = 10**9  # larger than every generated id (at most 9 digits)
 ID_PREFIX = "BBID_"
 READ_REPEATS = 3
@@ -150,14 +153,16 @@ def old_ref_checkout(ref: str, cache: Path, repo: Path = REPO_ROOT) -> Path:
     return folder
 
 
-def customers_for_rows(rows: int) -> int:
-    """Customers to draw for about ``rows`` rows: round(rows / 1.15), at least 1."""
-    return max(1, round(rows / ROWS_PER_CUSTOMER))
+def customers_for_rows(rows: int, mode: str = "sample") -> int:
+    """Customers to draw for about ``rows`` rows: round(rows / mean rows per customer of ``mode``), at least 1."""
+    return max(1, round(rows / ROWS_PER_CUSTOMER[mode]))
 
 
-def cached_file_path(cache: Path, rows: int, seed: int) -> Path:
-    """Where the file of ``rows`` requested rows and ``seed`` lives in ``cache``; the name carries the format version."""
-    return cache / f"cproducts-synthetic-v{FORMAT_VERSION}-rows{rows}-seed{seed}.csv"
+def cached_file_path(cache: Path, rows: int, seed: int, mode: str = "sample") -> Path:
+    """Where the file of ``rows`` requested rows, ``seed`` and ``mode`` lives in ``cache``; the name carries the
+    format version (sample-mode files keep their first name)."""
+    drawn = "" if mode == "sample" else f"-{mode}"
+    return cache / f"cproducts-synthetic-v{FORMAT_VERSION}{drawn}-rows{rows}-seed{seed}.csv"
 
 
 def remap_block_line(line: str, offset: int) -> str:
@@ -168,18 +173,20 @@ def remap_block_line(line: str, offset: int) -> str:
     return f"{ID_PREFIX}{int(customer[len(ID_PREFIX):]) + offset}{sep}{rest}"
 
 
-def write_synthetic_rows(path: Path, rows: int, seed: int, block_customers: int = BLOCK_CUSTOMERS) -> dict[str, Any]:
+def write_synthetic_rows(path: Path, rows: int, seed: int, block_customers: Optional[int] = None,
+                         mode: str = "sample") -> dict[str, Any]:
     """Write a ``cproducts.csv``-format file of about ``rows`` rows to ``path`` atomically, in blocks.
 
     Block b (b = 0, 1, ...) holds up to ``block_customers`` customers drawn by
-    ``write_synthetic(n_customers=..., seed=seed * 10_000 + b, rows_per_customer="sample")``; its ids get
+    ``write_synthetic(n_customers=..., seed=seed * 10_000 + b, rows_per_customer=mode)``; its ids get
     b·10^9 added and its rows are appended in their own order (one header). Returns the file's description:
     rows, customers, blocks, seed, bytes and generation seconds.
     """
+    block_customers = BLOCK_CUSTOMERS[mode] if block_customers is None else block_customers
     if block_customers < 1:
         raise ValueError(f"block_customers must be ≥ 1; got {block_customers}")
     started = time.perf_counter()
-    n_customers = customers_for_rows(rows)
+    n_customers = customers_for_rows(rows, mode)
     n_blocks = math.ceil(n_customers / block_customers)
     n_rows = 0
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as out, \
@@ -187,7 +194,7 @@ def write_synthetic_rows(path: Path, rows: int, seed: int, block_customers: int 
         for block in range(n_blocks):
             size = min(block_customers, n_customers - block * block_customers)
             block_path, _ = write_synthetic(scratch, n_customers=size, seed=seed * 10_000 + block,
-                                            rows_per_customer="sample")
+                                            rows_per_customer=mode)
             with open(block_path, newline="") as lines:
                 header = next(lines)
                 if block == 0:
@@ -197,22 +204,22 @@ def write_synthetic_rows(path: Path, rows: int, seed: int, block_customers: int 
                     n_rows += 1
             logger.info("block %d/%d: %d customers, %d rows so far", block + 1, n_blocks, size, n_rows)
     description = {"rows_requested": rows, "rows": n_rows, "customers": n_customers, "blocks": n_blocks,
-                   "seed": seed, "format_version": FORMAT_VERSION, "bytes": path.stat().st_size,
+                   "seed": seed, "rows_per_customer": mode, "format_version": FORMAT_VERSION, "bytes": path.stat().st_size,
                    "generation_s": time.perf_counter() - started}
     logger.info("wrote %s: %d rows in %.1f s", path, n_rows, description["generation_s"])
     return description
 
 
-def cached_synthetic_file(cache: Path, rows: int, seed: int) -> tuple[Path, dict[str, Any]]:
+def cached_synthetic_file(cache: Path, rows: int, seed: int, mode: str = "sample") -> tuple[Path, dict[str, Any]]:
     """The cached file for (rows, seed), generated only when absent; and its description (``cached`` True when
     it was already there). The description is kept beside the file as ``<file>.json``."""
-    path = cached_file_path(cache, rows, seed)
+    path = cached_file_path(cache, rows, seed, mode)
     sidecar = path.with_suffix(".json")
     if path.is_file():
         description = json.loads(sidecar.read_text()) if sidecar.is_file() else {"rows_requested": rows, "seed": seed}
         return path, {**description, "cached": True}
     path.parent.mkdir(parents=True, exist_ok=True)
-    description = write_synthetic_rows(path, rows, seed)
+    description = write_synthetic_rows(path, rows, seed, mode=mode)
     write_json_atomic(description, sidecar)
     return path, {**description, "cached": False}
 
@@ -274,9 +281,10 @@ def git_revision(folder: Path) -> str:
 
 
 def benchmark_size(rows: int, impls: dict[str, Path], cache: Path, seed: int, overrides: dict[str, str],
-                   scratch: Path, timeout_s: float, rss_limit_bytes: float) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+                   scratch: Path, timeout_s: float, rss_limit_bytes: float,
+                   mode: str = "sample") -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The file's description (with the pyarrow read times) and one measured run per implementation."""
-    path, file_info = cached_synthetic_file(cache, rows, seed)
+    path, file_info = cached_synthetic_file(cache, rows, seed, mode)
     read_times, read_rows = pyarrow_read_seconds(path)
     file_info.update(path=str(path), rows=read_rows, pyarrow_read_times_s=read_times, pyarrow_read_s=min(read_times))
     logger.info("%d rows: pyarrow read best of %d %.3f s", read_rows, len(read_times), file_info["pyarrow_read_s"])
@@ -367,6 +375,8 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     parser.add_argument("--old-ref", default=None, help="git ref to check out as the 'old' implementation (a worktree in the cache)")
     parser.add_argument("--override", action="append", default=[], metavar="KEY=VALUE", help="extra train.py override (repeatable)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic files (default 0)")
+    parser.add_argument("--rows-per-customer", default="sample", choices=sorted(ROWS_PER_CUSTOMER),
+                        help="how the files are drawn: sample (1.15 rows a customer, the default) or history")
     parser.add_argument("--timeout", type=float, default=RUN_TIMEOUT_S, help=f"seconds before a run is stopped (default {RUN_TIMEOUT_S:g})")
     parser.add_argument("--rss-limit", type=float, default=None, metavar="GB",
                         help="stop a run whose RSS passes this many GB (protects a shared machine; default none)")
@@ -401,13 +411,15 @@ def main(argv: Optional[list[str]] = None) -> int:
         "command": "python benchmarks/pipeline.py " + shlex.join(sys.argv[1:] if argv is None else argv),
         "started": started.isoformat(timespec="seconds"), "machine": machine_info("cpu"), "revision": source_revision(),
         "impls": {name: {"path": str(path), "revision": git_revision(path)} for name, path in args.impls.items()},
-        "overrides": args.overrides, "cache": str(args.cache), "seed": args.seed, "gb": "10^9 bytes",
+        "overrides": args.overrides, "cache": str(args.cache), "seed": args.seed,
+        "rows_per_customer": args.rows_per_customer, "gb": "10^9 bytes",
         "timeout_s": args.timeout, "rss_limit_gb": args.rss_limit,
     }, "files": [], "runs": []}
     with tempfile.TemporaryDirectory(prefix="somtorch_pipeline_bench_") as scratch:
         for rows in args.sizes:
             file_info, runs = benchmark_size(rows, args.impls, args.cache, args.seed, args.overrides, Path(scratch), args.timeout,
-                                             math.inf if args.rss_limit is None else args.rss_limit * GB)
+                                             math.inf if args.rss_limit is None else args.rss_limit * GB,
+                                             args.rows_per_customer)
             report["files"].append(file_info)
             report["runs"] += runs
     report["targets"] = size_targets(report["runs"])

@@ -306,26 +306,27 @@ def _ranked_traits(candidates: list[_Candidate], segment: np.ndarray, n_segments
     """Per segment and feature the most distinctive candidate, ranked by |d| (ties: feature order)."""
     if not candidates:
         return pd.DataFrame(columns=list(TRAIT_COLUMNS))
-    # [n_units, n_candidates] in Fortran order: every per-candidate pass below reads one contiguous column
-    values = np.empty((len(segment), len(candidates)), dtype=np.float64, order="F")
+    # One candidate column at a time: memory O(n_units), not O(n_units x n_candidates). Each column is divided by
+    # its largest magnitude first, so sums and squares of huge values (1e300) cannot overflow; d is scale-free
+    # and the means are scaled back to original units.
+    shape = (n_segments, len(candidates))
+    means, std_diff, overall = np.empty(shape), np.empty(shape), np.empty(len(candidates))
     for position, candidate in enumerate(candidates):
-        values[:, position] = candidate.values
-    present = ~np.isnan(values)
-    # Each column divided by its largest magnitude first, so sums and squares of huge values (1e300) cannot
-    # overflow; d is scale-free and the means are scaled back to original units.
-    magnitude = np.max(np.where(present, np.abs(values), 0.0), axis=0)
-    magnitude = np.where(magnitude > 0, magnitude, 1.0)  # [n_candidates]
-    filled = np.where(present, values / magnitude, 0.0)
-    # bincount adds each column's values in row order, as np.add.at did, so the sums are the same to the bit
-    sums = np.stack([np.bincount(segment, weights=column, minlength=n_segments) for column in filled.T], axis=1)
-    counts = np.stack([np.bincount(segment, weights=column, minlength=n_segments) for column in present.T], axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        n_present = present.sum(axis=0)
-        scaled_overall = filled.sum(axis=0) / n_present  # [n_candidates]
-        spread = np.sqrt(np.where(present, (filled - scaled_overall) ** 2, 0.0).sum(axis=0) / n_present)
-        scaled_means = sums / counts  # [n_segments, n_candidates], NaN where a segment has no value
-        std_diff = np.where(spread > 0, (scaled_means - scaled_overall) / spread, 0.0)
-        overall, means = scaled_overall * magnitude, scaled_means * magnitude
+        values = np.asarray(candidate.values, dtype=np.float64)
+        present = ~np.isnan(values)
+        magnitude = np.max(np.abs(values), where=present, initial=0.0)
+        magnitude = magnitude if magnitude > 0 else 1.0
+        filled = np.where(present, values / magnitude, 0.0)
+        # bincount adds the values in row order, as np.add.at did
+        sums = np.bincount(segment, weights=filled, minlength=n_segments)
+        counts = np.bincount(segment, weights=present, minlength=n_segments)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            n_present = present.sum()
+            scaled_overall = filled.sum() / n_present
+            spread = np.sqrt(np.where(present, (filled - scaled_overall) ** 2, 0.0).sum() / n_present)
+            scaled_means = sums / counts  # NaN where a segment has no value
+            std_diff[:, position] = (scaled_means - scaled_overall) / spread if spread > 0 else 0.0
+        overall[position], means[:, position] = scaled_overall * magnitude, scaled_means * magnitude
     std_diff = np.where(np.isnan(means), np.nan, std_diff)
     feature_order = {name: position for position, name in enumerate(dict.fromkeys(c.feature for c in candidates))}
     records = []
