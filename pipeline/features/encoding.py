@@ -438,25 +438,34 @@ class Standardizer:
         if values.ndim != 2 or len(values) == 0:
             raise ValueError(f"standardizer needs a non-empty 2-D array, got shape {values.shape}")
         values = np.asarray(values, dtype=np.float64)
-        magnitude = np.abs(values).max(axis=0)
-        magnitude = np.where(magnitude > 0, magnitude, 1.0)
-        shrunk = values / magnitude  # within [-1, 1]: the sums and squares below cannot overflow
-        self.mean = shrunk.mean(axis=0) * magnitude
-        constant = values.max(axis=0) == values.min(axis=0)  # exact test: a float std of a constant can be 1e-13
-        self.scale = np.where(constant, 1.0, shrunk.std(axis=0) * magnitude)
+        n_columns = values.shape[1]
+        self.mean, self.scale = np.empty(n_columns), np.empty(n_columns)
+        constant = np.empty(n_columns, dtype=bool)
+        for column in range(n_columns):  # column by column: no temporary of the data's size
+            values_j = values[:, column]
+            low, high = values_j.min(), values_j.max()
+            magnitude = max(abs(low), abs(high)) or 1.0
+            shrunk = values_j / magnitude  # within [-1, 1]: the sums and squares below cannot overflow
+            constant[column] = low == high  # exact test: a float std of a constant can be 1e-13
+            self.mean[column] = shrunk.mean() * magnitude
+            self.scale[column] = 1.0 if constant[column] else shrunk.std() * magnitude
         if proportion_columns is not None:
             self.scale = np.where(proportion_columns & ~constant, PROPORTION_SCALE, self.scale)
         if self.z_cap is not None:
-            capped = np.abs(self.transform(values)) >= self.z_cap
-            if capped.any():
-                logger.info("%d of %d scaled values capped at |z| = %g", int(capped.sum()), capped.size, self.z_cap)
+            limit_low, limit_high = self.mean - self.z_cap * self.scale, self.mean + self.z_cap * self.scale
+            capped = sum(int(np.count_nonzero((values[:, column] <= limit_low[column])
+                                              | (values[:, column] >= limit_high[column])))
+                         for column in range(n_columns))
+            if capped:
+                logger.info("%d of %d scaled values capped at |z| = %g", capped, values.size, self.z_cap)
         return self
 
     def transform(self, values: np.ndarray) -> np.ndarray:
-        """(n x D) -> (n x D) z-scores, capped at ±z_cap when set."""
+        """(n x D) -> (n x D) z-scores, capped at ±z_cap when set (one new array, in the layout of ``values``)."""
         mean, scale = self._fitted()
-        scaled = (values - mean) / scale
-        return scaled if self.z_cap is None else np.clip(scaled, -self.z_cap, self.z_cap)
+        scaled = np.subtract(values, mean)
+        scaled /= scale
+        return scaled if self.z_cap is None else np.clip(scaled, -self.z_cap, self.z_cap, out=scaled)
 
     def inverse_transform(self, scaled: np.ndarray) -> np.ndarray:
         """(n x D) z-scores -> (n x D) values: v = z·scale + mean."""
