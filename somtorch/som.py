@@ -30,11 +30,14 @@ from .grid import Grid
 from .initialization import pca_plane
 from .neighborhoods import GridTables, MapNeighborhood, resolve_neighborhood
 from .online import train_online_numpy, train_online_torch
+from .bmu import iter_chunks
 from .streaming import ChunkSource
 
 logger = logging.getLogger(__name__)
 
 TRAINING_MODES = ("random", "sequential", "batch")
+# pca_weights_init works on a float64 copy of at most this many bytes at a time (MiniSom parity below it)
+PCA_CHUNK_BYTES = 64 * 2**20
 FILE_FORMAT = "somtorch.SOM/1"
 
 
@@ -181,15 +184,26 @@ class SOM:
         c2 = linspace(−1, 1, y), pc = eigenvectors of the (N−1)-normalised covariance (MiniSom's formula)."""
         if self.input_len == 1:
             raise ValueError("The data needs at least 2 features for pca initialization")
-        X = self._data(data).to(torch.float64)
+        data = self._data(data)
         if self.x == 1 or self.y == 1:
             warnings.warn("PCA initialization inappropriate:One of the dimensions of the map is 1.", stacklevel=2)
-        if X.shape[0] < 2:
+        n = data.shape[0]
+        if n < 2:
             raise ValueError("pca_weights_init needs at least 2 samples")
-        mean = X.mean(0)
-        centred = X - mean
-        cov = (centred.T @ centred / (X.shape[0] - 1)).cpu().numpy()
-        weights = pca_plane(mean.cpu().numpy(), cov, self.x, self.y)
+        rows = max(1, PCA_CHUNK_BYTES // (8 * self.input_len))
+        if n <= rows:  # the whole float64 copy fits in the budget: MiniSom's computation, to the bit
+            X = data.to(torch.float64)
+            mean = X.mean(0)
+            centred = X - mean
+            cov = centred.T @ centred / (n - 1)
+        else:  # mean, then centred cross-products, accumulated chunk by chunk in float64
+            mean = sum(data[part].to(torch.float64).sum(0) for part in iter_chunks(n, rows)) / n
+            cov = torch.zeros(self.input_len, self.input_len, dtype=torch.float64, device=data.device)
+            for part in iter_chunks(n, rows):
+                centred = data[part].to(torch.float64) - mean
+                cov += centred.T @ centred
+            cov /= n - 1
+        weights = pca_plane(mean.cpu().numpy(), cov.cpu().numpy(), self.x, self.y)
         self._weights = torch.as_tensor(weights, dtype=self.dtype, device=self.device)
 
     # ------------------------------------------------------------------ training
