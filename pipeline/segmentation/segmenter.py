@@ -58,6 +58,7 @@ AUTO = "auto"
 WEIGHT_INITS = ("random_unit", "sample", "pca")
 BIGBAZAAR_DATE_COLUMN = "transactionDate"
 SEGMENT_COLUMNS = (ROW_ID, "bmu_i", "bmu_j", "cluster")
+NUMPY_DTYPES = {torch.float32: np.float32, torch.float64: np.float64}
 RawTransactions = "pd.DataFrame | pl.DataFrame | str | os.PathLike | TransactionSource"
 
 
@@ -300,6 +301,7 @@ class CustomerSegmenter:
                                                             learned=learned)
                 rows = _StreamedRows(streamed.cleaning, streamed.row_ids, streamed.customer_ids,
                                      streamed.aggregates.unit_codes(streamed.customer_ids))
+                del streamed, built  # the aggregates and source columns are not needed any more: free them
         else:
             frame = source.frame(self.schema)
             self.cleaning_ = self._cleaning_settings(self._resolve_age_reference(frame))
@@ -311,9 +313,10 @@ class CustomerSegmenter:
                 rows = self._kept_rows(cleaning, preprocessor)
         self._check_unit_count(len(X), preprocessor.level)
         with timed_stage("train", self.timings_):
-            som = self._train_som(X)
+            som, data = self._train_som(X)
         with timed_stage("evaluate", self.timings_):
-            evaluation = som.evaluate(X)  # BMUs, QE and TE from one two-best search
+            evaluation = som.evaluate(data)  # BMUs, QE and TE from one two-best search
+            del data
             unit_bmu = evaluation.bmu.cpu().numpy()
             self.quantization_error_ = evaluation.quantization_error
             self.topographic_error_ = evaluation.topographic_error
@@ -458,8 +461,9 @@ class CustomerSegmenter:
                 "use a smaller map or more data", n_units, level, self.x, self.y, neurons,
             )
 
-    def _train_som(self, X: np.ndarray) -> SOM:
-        """Build the SOM, initialise its weights (``init``) and train it (``mode``)."""
+    def _train_som(self, X: np.ndarray) -> tuple[SOM, torch.Tensor]:
+        """Build the SOM, initialise its weights (``init``) and train it (``mode``). Returns the SOM and ``X`` as a
+        tensor in its dtype on its device: converted once, used by every step of the fit."""
         som = SOM(
             self.x, self.y, X.shape[1], sigma=self.sigma, learning_rate=self.learning_rate,
             decay_function=self.decay_function, neighborhood_function=self.neighborhood_function,
@@ -467,20 +471,21 @@ class CustomerSegmenter:
             sigma_decay_function=self.sigma_decay_function, periodic=self.periodic, device=self.device,
             dtype=self.dtype, allow_tf32=self.allow_tf32,
         )
+        data = torch.from_numpy(np.ascontiguousarray(X, dtype=NUMPY_DTYPES[som.dtype])).to(som.device)
         if self.init == "sample":
-            som.random_weights_init(X)
+            som.random_weights_init(data)
         elif self.init == "pca":
-            som.pca_weights_init(X)
+            som.pca_weights_init(data)
         logger.info("training %r (%s mode, init %s) on %d units", som, self.mode, self.init, len(X))
         if self.mode == "random":
             # MiniSom's order draws only rows 0..T-1 when T < N; shuffling first makes those a random sample.
-            shuffled = X[np.random.default_rng(self.seed).permutation(len(X))]
-            som.train_random(shuffled, self.iters, verbose=None)
+            order = torch.from_numpy(np.random.default_rng(self.seed).permutation(len(X))).to(som.device)
+            som.train_random(data[order], self.iters, verbose=None)
         elif self.mode == "sequential":
-            som.train_sequential(X, self.iters, verbose=None)
+            som.train_sequential(data, self.iters, verbose=None)
         else:
-            som.train_batch(X, self.epochs, verbose=None)
-        return som
+            som.train_batch(data, self.epochs, verbose=None)
+        return som, data
 
     # ------------------------------------------------------------------ prediction
     def segment(self, raw: RawTransactions, *, dropped_sink: DroppedSink | None = None) -> Segmentation:
