@@ -27,7 +27,7 @@ CONTRACT_KEYS = {
     "seed": None,
     "paths": ("output_dir",),
     "data": ("source", "schema", "path", "n_customers", "seed", "separation", "noise_frac", "dirt",
-             "rows_per_customer", "age_reference_date", "age_range", "columns"),
+             "rows_per_customer", "age_reference_date", "age_range", "columns", "chunk_rows"),
     "features": ("name",),
     "som": ("x", "y", "sigma", "learning_rate", "mode", "iters", "epochs", "topology", "periodic",
             "neighborhood_function", "activation_distance", "decay_function", "sigma_decay_function", "init"),
@@ -35,6 +35,7 @@ CONTRACT_KEYS = {
     "clustering": ("method", "refine", "connectivity", "n_clusters", "max_d", "k_range", "min_segment_share",
                    "truncate_p", "annotate_above"),
     "plots": ("enabled", "dpi"),
+    "outputs": ("format",),
     "objective": ("name", "te_weight"),
 }
 GROUP_OPTIONS = {
