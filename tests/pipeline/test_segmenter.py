@@ -126,7 +126,7 @@ def test_random_mode_trains_on_rows_shuffled_with_the_seed(
     original = SOM.train_random
 
     def spy(som, data, num_iteration, verbose=False):
-        seen["data"] = np.array(data)
+        seen["data"] = data.cpu().numpy().copy() if isinstance(data, torch.Tensor) else np.array(data)
         return original(som, data, num_iteration, verbose)
 
     monkeypatch.setattr(SOM, "train_random", spy)
