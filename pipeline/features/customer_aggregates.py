@@ -38,7 +38,6 @@ import polars as pl
 
 from pipeline.features.feature_sets import (
     BIGBAZAAR_CUSTOMER_COLUMNS,
-    DAYS_PER_MONTH,
     LOYALTY_TOKENS,
     N_ROWS,
     PIN_RANGE,
@@ -47,6 +46,7 @@ from pipeline.features.feature_sets import (
     SATURDAY,
     WEDNESDAY,
     Units,
+    activity_columns,
 )
 
 logger = logging.getLogger(__name__)
@@ -381,16 +381,9 @@ def _units_frame(table: pl.DataFrame, reference_day: int) -> Units:
     monetary_total = column(REVENUE, np.float64)
     n_purchase = column("n_purchase").astype(np.float64)
     log_price_sum = column("log_price_sum", np.float64)
-    window_months = np.maximum(reference_day - first_day, DAYS_PER_MONTH) / DAYS_PER_MONTH
     sources = pd.DataFrame({
-        "recency_days": reference_day - last_day,
-        "frequency": frequency,
-        "monetary_total": monetary_total,
-        "monetary_mean": monetary_total / frequency,
-        "visit_rate": frequency / window_months,
-        "tenure_days": last_day - first_day,
-        "lines_per_visit": n_rows / frequency,
-        "typical_price": np.where(n_purchase > 0, np.exp(log_price_sum / np.maximum(n_purchase, 1)), 0.0),
+        **activity_columns(reference_day, first_day, last_day, frequency, n_rows, monetary_total, n_purchase,
+                           log_price_sum),
         **{share: column(count, np.float64) / n_rows for share, count in LINE_SHARES},
         "out_of_state_share": column("n_out_of_state", np.float64) / n_rows,
         "pin_outside_city_share": column("n_outside_city", np.float64) / n_rows,

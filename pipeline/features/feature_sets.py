@@ -340,9 +340,26 @@ def _customer_activity(clean: pd.DataFrame, schema: Schema, reference: pd.Timest
     n_purchase = np.bincount(codes, weights=purchase, minlength=n_customers)
     log_price = np.log(np.where(purchase, lines.unit_price, 1.0), where=purchase, out=np.zeros(len(codes)))
     log_price_sum = np.bincount(codes, weights=log_price, minlength=n_customers)
-    typical_price = np.where(n_purchase > 0, np.exp(log_price_sum / np.maximum(n_purchase, 1)), 0.0)
-    window_months = np.maximum(reference_day - first_day, DAYS_PER_MONTH) / DAYS_PER_MONTH
     sources = pd.DataFrame({
+        **activity_columns(reference_day, first_day, last_day, frequency, n_rows, monetary_total, n_purchase,
+                           log_price_sum),
+        "return_share": _per_customer_share(codes, lines.is_return, n_customers),
+        "free_item_share": _per_customer_share(codes, (lines.amount == 0) & ~lines.is_return, n_customers),
+        "weekend_share": _per_customer_share(codes, dates.dt.day_of_week.to_numpy() >= SATURDAY, n_customers),
+    })
+    ids = pd.DataFrame({schema.id: customers.to_numpy(), N_ROWS: n_rows, REVENUE: monetary_total})
+    return Units(ids, sources)
+
+
+def activity_columns(
+    reference_day: int, first_day: np.ndarray, last_day: np.ndarray, frequency: np.ndarray, n_rows: np.ndarray,
+    monetary_total: np.ndarray, n_purchase: np.ndarray, log_price_sum: np.ndarray,
+) -> dict[str, np.ndarray]:
+    """The activity columns computed from per-customer statistics (each (n_customers,); days as day numbers):
+    recency, frequency, monetary total and mean, visit rate, tenure, lines per visit, typical price (the module
+    docstring gives the definitions). Shared by the in-memory builder and the streamed aggregates."""
+    window_months = np.maximum(reference_day - first_day, DAYS_PER_MONTH) / DAYS_PER_MONTH
+    return {
         "recency_days": reference_day - last_day,
         "frequency": frequency,
         "monetary_total": monetary_total,
@@ -350,13 +367,8 @@ def _customer_activity(clean: pd.DataFrame, schema: Schema, reference: pd.Timest
         "visit_rate": frequency / window_months,
         "tenure_days": last_day - first_day,
         "lines_per_visit": n_rows / frequency,
-        "typical_price": typical_price,
-        "return_share": _per_customer_share(codes, lines.is_return, n_customers),
-        "free_item_share": _per_customer_share(codes, (lines.amount == 0) & ~lines.is_return, n_customers),
-        "weekend_share": _per_customer_share(codes, dates.dt.day_of_week.to_numpy() >= SATURDAY, n_customers),
-    })
-    ids = pd.DataFrame({schema.id: customers.to_numpy(), N_ROWS: n_rows, REVENUE: monetary_total})
-    return Units(ids, sources)
+        "typical_price": np.where(n_purchase > 0, np.exp(log_price_sum / np.maximum(n_purchase, 1)), 0.0),
+    }
 
 
 def _basket_keys(clean: pd.DataFrame) -> np.ndarray:
