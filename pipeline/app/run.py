@@ -89,7 +89,10 @@ def run(cfg: Mapping[str, Any]) -> dict[str, Any]:
     output_format = config.get("outputs", {}).get("format", "csv")
     objective_config = config.get("objective", {})
     objective_name = objective_config.get("name", "qe_te")
-    segmenter = CustomerSegmenter.from_config(config)
+    segmenter = CustomerSegmenter.from_sections(
+        seed=seed, data=data, features=config.get("features"), som=config.get("som"), device=config.get("device"),
+        clustering=config.get("clustering"),
+    )
     segmenter.validate_params()
     check_choice("objective.name", objective_name, OBJECTIVES)
     check_choice("outputs.format", output_format, OUTPUT_FORMATS)

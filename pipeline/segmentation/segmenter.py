@@ -237,21 +237,24 @@ class CustomerSegmenter:
         self.allow_tf32 = allow_tf32
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> CustomerSegmenter:
-        """Build a segmenter from the run configuration (keys ``seed``, ``data``, ``features``, ``som``,
-        ``device``, ``clustering`` as in ``configs/``); missing keys take the constructor's defaults."""
-        data, som = config.get("data", {}), config.get("som", {})
-        device, clustering = config.get("device", {}), config.get("clustering", {})
+    def from_sections(
+        cls, *, seed: int | None = None, data: Mapping[str, Any] | None = None,
+        features: Mapping[str, Any] | None = None, som: Mapping[str, Any] | None = None,
+        device: Mapping[str, Any] | None = None, clustering: Mapping[str, Any] | None = None,
+    ) -> CustomerSegmenter:
+        """Build a segmenter from the config sections it uses (``data``, ``features``, ``som``, ``device``,
+        ``clustering`` as in ``configs/``, and the run's ``seed``); missing keys take the constructor's defaults."""
+        data, som, device, clustering = data or {}, som or {}, device or {}, clustering or {}
         som_keys = ("x", "y", "sigma", "learning_rate", "mode", "iters", "epochs", "topology", "periodic",
                     "neighborhood_function", "activation_distance", "decay_function", "sigma_decay_function", "init")
         arguments: dict[str, Any] = {key: som[key] for key in som_keys if key in som}
         renamed = {
-            "feature_set": config.get("features", {}).get("name"),
+            "feature_set": (features or {}).get("name"),
             "schema": data.get("schema"),
             "columns": data.get("columns"),
             "age_reference_date": data.get("age_reference_date"),
             "linkage_method": clustering.get("method"),
-            "seed": config.get("seed"),
+            "seed": seed,
             "device": device.get("type"),
             "dtype": device.get("dtype"),
             "allow_tf32": device.get("allow_tf32"),
