@@ -133,8 +133,12 @@ class _StreamedRows:
 
 
 def _like(raw: Any, table: pd.DataFrame) -> pd.DataFrame | pl.DataFrame:
-    """``table`` as a Polars frame when ``raw`` was one, else as it is (pandas)."""
-    return pl.from_pandas(table) if isinstance(raw, pl.DataFrame) else table
+    """``table`` as a Polars frame when ``raw`` was one, else as it is (pandas). A column mixing types (the id
+    column: parsed ids of kept rows, raw text of dropped ones) becomes text in Polars."""
+    if not isinstance(raw, pl.DataFrame):
+        return table
+    mixed = {column: "string" for column in table.columns if table[column].dtype == object}
+    return pl.from_pandas(table.astype(mixed))
 
 
 class CustomerSegmenter:
