@@ -36,8 +36,9 @@ from .streaming import ChunkSource
 logger = logging.getLogger(__name__)
 
 TRAINING_MODES = ("random", "sequential", "batch")
-# pca_weights_init works on a float64 copy of at most this many bytes at a time (MiniSom parity below it)
-PCA_CHUNK_BYTES = 64 * 2**20
+# pca_weights_init works on float64 copies of at most this many bytes at a time (MiniSom parity below it):
+# its peak stays about 40-50 MiB above the data (benchmarks/pca_memory.py)
+PCA_CHUNK_BYTES = 8 * 2**20
 FILE_FORMAT = "somtorch.SOM/1"
 
 
