@@ -92,3 +92,12 @@ def test_peak_rss_reset_then_rise() -> None:
     block = np.ones(64 * 2**20 // 8)  # 64 MiB, touched
     assert peak_rss_bytes() >= before + 48 * 2**20
     del block
+
+
+def test_pca_memory_benchmark_reports_each_size() -> None:
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "pca_memory.py"
+    completed = subprocess.run([sys.executable, str(script), "--rows", "3000,5000", "--features", "8"],
+                               capture_output=True, text=True, check=True, timeout=120)
+    lines = completed.stdout.strip().splitlines()
+    assert [line.split("×")[0].strip() for line in lines] == ["3,000", "5,000"]
+    assert all("peak above it" in line and line.endswith(" s") for line in lines)
