@@ -32,21 +32,11 @@ def result_chunks(
     At least one (possibly empty) slice is produced, so a writer always learns the columns.
     """
     unit_features = pl.from_pandas(features.reset_index(drop=True))
-    n_rows = len(segmentation.row_ids)
-    for start in range(0, max(n_rows, 1), chunk_rows):
+    for start in range(0, max(len(segmentation.row_ids), 1), chunk_rows):
         rows = slice(start, start + chunk_rows)
-        units = segmentation.unit_of_row[rows]
-        bmu_i, bmu_j = np.divmod(segmentation.unit_bmu[units], segmentation.map_width)
-        identity = pl.DataFrame({
-            id_column: segmentation.row_customer_ids[rows],
-            ROW_ID: segmentation.row_ids[rows],
-        })
-        placement = pl.DataFrame({
-            "bmu_i": bmu_i.astype(np.int64),
-            "bmu_j": bmu_j.astype(np.int64),
-            "cluster": segmentation.unit_cluster[units].astype(np.int64),
-        })
-        yield pl.concat([identity, unit_features[units], placement], how="horizontal")
+        placed = pl.from_pandas(segmentation.row_segments(id_column, rows))
+        yield pl.concat([placed.select(id_column, ROW_ID), unit_features[segmentation.unit_of_row[rows]],
+                         placed.select(SEGMENT_COLUMNS)], how="horizontal")
 
 
 def round_columns(features: pd.DataFrame, columns: list[str], digits: int = SIGNIFICANT_DIGITS) -> pd.DataFrame:

@@ -27,7 +27,6 @@ from pipeline.segmentation.segments import SegmentDescription, describe_segments
 logger = logging.getLogger(__name__)
 
 CATEGORICAL_ENCODER_KINDS = ("onehot", "label", "majority")
-SEGMENT_COLUMNS = ("bmu_i", "bmu_j", "cluster")
 
 
 def unit_features(preprocessor: FeaturePreprocessor, units: pd.DataFrame, id_column: str) -> pd.DataFrame:

@@ -43,7 +43,7 @@ from pipeline.segmentation.streaming import (
     resolve_age_reference,
     stream_bigbazaar_customers,
 )
-from pipeline.sources.loading import ROW_ID, read_bigbazaar, read_table, with_row_id
+from pipeline.sources.loading import ROW_ID, with_row_id
 from pipeline.sources.transactions import TransactionSource
 from somtorch import SOM
 from somtorch._inputs import resolve_device, resolve_dtype
@@ -91,11 +91,6 @@ class Segmentation:
     map_width: int
 
     @property
-    def row_bmu(self) -> np.ndarray:
-        """(n_kept_rows,) flat BMU of each kept row (its unit's BMU)."""
-        return self.unit_bmu[self.unit_of_row]
-
-    @property
     def row_cluster(self) -> np.ndarray:
         """(n_kept_rows,) cluster of each kept row (its unit's cluster)."""
         return self.unit_cluster[self.unit_of_row]
@@ -115,7 +110,7 @@ class Segmentation:
 
 
 @dataclass(frozen=True)
-class _StreamedRows:
+class _KeptRows:
     """The kept rows of one cleaning (summary, row ids, id values, unit of each row), before the SOM."""
 
     cleaning: CleaningSummary
@@ -300,14 +295,16 @@ class CustomerSegmenter:
                 n_rows, age_reference = resolve_age_reference(source, self.age_reference_date)
                 self.cleaning_ = self._cleaning_settings(age_reference.isoformat())
                 streamed = self._stream(source, n_rows, dropped_sink)
+            cleaning = streamed.cleaning
+            self._check_rows_left(cleaning.n_input, cleaning.n_kept, cleaning.reason_counts)
             with timed_stage("features", self.timings_):
                 reference = streamed.latest_kept_day
                 learned = streamed.aggregates.store_addresses()
                 built = streamed.aggregates.units(reference, learned)
                 X, units = preprocessor.fit_transform_units(built, schema=BIGBAZAAR, reference_date=reference,
                                                             learned=learned)
-                rows = _StreamedRows(streamed.cleaning, streamed.row_ids, streamed.customer_ids,
-                                     streamed.aggregates.unit_codes(streamed.customer_ids))
+                rows = _KeptRows(streamed.cleaning, streamed.row_ids, streamed.customer_ids,
+                                 streamed.aggregates.unit_codes(streamed.customer_ids))
                 del streamed, built  # the aggregates and source columns are not needed any more: free them
         else:
             frame = source.frame(self.schema)
@@ -372,12 +369,12 @@ class CustomerSegmenter:
             )
 
     @staticmethod
-    def _kept_rows(cleaning: CleanResult, preprocessor: FeaturePreprocessor) -> _StreamedRows:
+    def _kept_rows(cleaning: CleanResult, preprocessor: FeaturePreprocessor) -> _KeptRows:
         """The kept rows of an in-memory cleaning as the arrays a ``Segmentation`` holds."""
         id_column = SCHEMAS[preprocessor.schema_].id
         clean = cleaning.clean
-        return _StreamedRows(CleaningSummary.of(cleaning), clean[ROW_ID].to_numpy(np.int64),
-                             clean[id_column].to_numpy(), preprocessor.unit_index(clean))
+        return _KeptRows(CleaningSummary.of(cleaning), clean[ROW_ID].to_numpy(np.int64),
+                         clean[id_column].to_numpy(), preprocessor.unit_index(clean))
 
     def validate_params(self) -> None:
         """Check every constructor argument before any work is done (the device must be available here)."""
@@ -424,13 +421,8 @@ class CustomerSegmenter:
         transactionDate of ``raw``."""
         if self.schema != "bigbazaar":
             return None
-        if self.age_reference_date is not None:
-            try:
-                return pd.Timestamp(self.age_reference_date).date().isoformat()
-            except (TypeError, ValueError) as error:
-                raise ValueError(
-                    f"age_reference_date {self.age_reference_date!r} is not a date (use 'YYYY-MM-DD')"
-                ) from error
+        if self.age_reference_date is not None:  # a date: validate_params checked it
+            return pd.Timestamp(self.age_reference_date).date().isoformat()
         if BIGBAZAAR_DATE_COLUMN not in raw.columns:
             return None  # clean_bigbazaar reports the missing columns
         latest = pd.to_datetime(raw[BIGBAZAAR_DATE_COLUMN], format="ISO8601", errors="coerce").max()
@@ -506,19 +498,19 @@ class CustomerSegmenter:
         if self._columnar(self.cleaning_["schema"], preprocessor.level):
             n_rows, _ = source.bigbazaar_summary()
             streamed = self._stream(source, n_rows, dropped_sink)
-            rows = _StreamedRows(streamed.cleaning, streamed.row_ids, streamed.customer_ids,
-                                 streamed.aggregates.unit_codes(streamed.customer_ids))
             if streamed.cleaning.n_kept:
+                unit_of_row = streamed.aggregates.unit_codes(streamed.customer_ids)
                 X, units = preprocessor.transform_units(
                     streamed.aggregates.units(preprocessor.reference_date_, preprocessor.learned_))
-            else:
-                X, units = np.empty((0, width)), pd.DataFrame()
+            else:  # every row dropped: no customer to segment
+                unit_of_row, X, units = np.empty(0, np.int64), np.empty((0, width)), pd.DataFrame()
+            rows = _KeptRows(streamed.cleaning, streamed.row_ids, streamed.customer_ids, unit_of_row)
         else:
             cleaning = self._clean(source.frame(self.cleaning_["schema"]))
             if len(cleaning.clean) == 0:
                 X, units = np.empty((0, width)), pd.DataFrame()
-                rows = _StreamedRows(CleaningSummary.of(cleaning), np.empty(0, np.int64), np.empty(0, object),
-                                     np.empty(0, np.int64))
+                rows = _KeptRows(CleaningSummary.of(cleaning), np.empty(0, np.int64), np.empty(0, object),
+                                 np.empty(0, np.int64))
             else:
                 X, units = preprocessor.transform(cleaning.clean)
                 rows = self._kept_rows(cleaning, preprocessor)
@@ -640,7 +632,7 @@ class CustomerSegmenter:
 def read_raw_table(path: str | os.PathLike, schema: str) -> pd.DataFrame:
     """Read raw transactions for a cleaning ``schema``: Big Bazaar keeps its text columns as text."""
     check_choice("schema", schema, CLEANING_SCHEMAS)
-    return read_bigbazaar(path) if schema == "bigbazaar" else read_table(path)
+    return TransactionSource.of(path).frame(schema)
 
 
 @contextmanager

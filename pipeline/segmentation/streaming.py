@@ -98,8 +98,7 @@ def stream_bigbazaar_customers(
     """Clean every chunk of ``source`` and merge its customers' aggregates (see the module docstring).
 
     ``dropped_sink`` receives each chunk's dropped rows; without one they are kept and returned in the summary.
-    Raises ValueError when a column is mostly unparseable over the whole input (a wrong file), and when no row is
-    left.
+    Raises ValueError when a column is mostly unparseable over the whole input (a wrong file).
     """
     cleaner = BigBazaarCleaner(age_reference_date=age_reference, n_rows_total=n_rows, age_range=age_range)
     aggregates = BigBazaarCustomerAggregates()
@@ -123,9 +122,6 @@ def stream_bigbazaar_customers(
             latest = chunk_latest if latest is None else max(latest, chunk_latest)
     cleaner.check_parseable()
     n_kept = int(sum(len(ids) for ids in row_ids))
-    if n_kept == 0:
-        raise ValueError(f"no rows left after cleaning: all {n_input} input rows were dropped "
-                         f"(reasons: {dict(reasons.most_common())})")
     dropped_frame = None
     if dropped_sink is None:
         dropped_frame = (pl.concat(kept_dropped, how="vertical_relaxed").to_pandas() if kept_dropped
@@ -135,8 +131,8 @@ def stream_bigbazaar_customers(
     logger.info("cleaned %d rows of %s: %d kept, %d dropped", n_input, source.name, n_kept, summary.n_dropped)
     return StreamedCustomers(
         cleaning=summary,
-        row_ids=np.concatenate(row_ids).astype(np.int64, copy=False),
-        customer_ids=np.concatenate(customer_ids),
+        row_ids=np.concatenate(row_ids).astype(np.int64, copy=False) if row_ids else np.empty(0, np.int64),
+        customer_ids=np.concatenate(customer_ids) if customer_ids else np.empty(0, np.int64),
         aggregates=aggregates,
         latest_kept_day=None if latest is None else pd.Timestamp(latest),
     )

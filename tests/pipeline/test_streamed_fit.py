@@ -88,3 +88,13 @@ def test_dropped_rows_go_to_the_sink_and_are_not_kept(raw: pd.DataFrame) -> None
     assert summary.dropped is None
     assert sum(chunk.height for chunk in chunks) == summary.n_dropped > 0
     assert summary.n_kept + summary.n_dropped == summary.n_input == len(raw)
+
+
+def test_predict_on_rows_that_are_all_dropped_lists_each_with_its_reason(raw: pd.DataFrame,
+                                                                          whole: CustomerSegmenter) -> None:
+    no_dob = raw.head(40).assign(DOB=None)
+    table = whole.predict(no_dob)
+    assert len(table) == 40 and table["cluster"].isna().all()
+    assert set(table["reason"]) <= {"missing DOB", "missing DOB and PinCode"}
+    with pytest.raises(ValueError, match="no rows left after cleaning: all 40 input rows were dropped"):
+        CustomerSegmenter(**FIT_ARGUMENTS).fit(no_dob)
