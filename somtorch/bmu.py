@@ -234,16 +234,17 @@ def best_matching_units(X: torch.Tensor, W: torch.Tensor, distance: ActivationDi
 
 def accumulate_by_bmu(X: torch.Tensor, W: torch.Tensor, distance: ActivationDistance, budget_bytes: int,
                       sums: torch.Tensor, counts: torch.Tensor) -> None:
-    """Add each sample of X to ``sums`` (M, D) at its BMU and count it in ``counts`` (M,), in place.
+    """Add each sample of X to ``sums`` (M, D) at its BMU and count it in ``counts`` (M,), in place (each in its own
+    dtype: float64 sums of float32 samples, int64 counts, or W's dtype for both).
 
     ``index_add_`` counts the hits rather than ``bincount``: on CUDA bincount reads its input's maximum back to the
     host, a synchronisation per chunk that stalled a 1,000,000-row epoch at 2.5× its GPU time. The near-tie
     re-check of :func:`smallest_units` still reads back which rows are near-ties, once per chunk (not measured on a
     GPU yet; chunks there hold ~26,000 rows at 2,500 units).
     """
-    ones = torch.ones(min(X.shape[0], chunk_rows(W.shape[0], W.element_size(), budget_bytes, W.device)), dtype=W.dtype, device=W.device)
+    ones = torch.ones(min(X.shape[0], chunk_rows(W.shape[0], W.element_size(), budget_bytes, W.device)), dtype=counts.dtype, device=W.device)
     for _, chunk, bmu in iter_bmus(X, W, distance, budget_bytes):
-        sums.index_add_(0, bmu, chunk)
+        sums.index_add_(0, bmu, chunk.to(sums.dtype))
         counts.index_add_(0, bmu, ones[: bmu.shape[0]])
 
 

@@ -30,6 +30,7 @@ from .grid import Grid
 from .initialization import pca_plane
 from .neighborhoods import GridTables, MapNeighborhood, resolve_neighborhood
 from .online import train_online_numpy, train_online_torch
+from .batch import BatchStatistics, apply_update, check_accumulation, partial_stats
 from .bmu import iter_chunks
 from .streaming import ChunkSource
 
@@ -122,6 +123,8 @@ class SOM:
     def _build_tables(self) -> None:
         self._tables = GridTables.from_grid(self.grid, self.device, self.dtype)
         self._map_neighborhood = MapNeighborhood(self._neighborhood, self._tables, self.topology)
+        # float64 twin on the device: the batch map smooths its float64 statistics in float64
+        self._smoothing_neighborhood = MapNeighborhood(self._neighborhood, GridTables.from_grid(self.grid, self.device, torch.float64), self.topology)
         # NumPy twin of the tables for the CPU online kernel (float64, as MiniSom computes h)
         self._host_neighborhood = MapNeighborhood(self._neighborhood, GridTables.from_grid(self.grid), self.topology)
         self._neighbors = torch.as_tensor(self.grid.neighbors, device=self.device)
@@ -266,8 +269,12 @@ class SOM:
         progress.close()
 
     def train_batch(self, data: Any, num_iteration: int, verbose: Optional[bool] = False, *, stream: Optional[bool] = None,
-                    stream_rows: Optional[int] = None) -> "SOM":
+                    stream_rows: Optional[int] = None, accumulate: str = "float64") -> "SOM":
         """Kohonen's batch map for ``num_iteration`` epochs (no learning rate; σ_t = sigma_decay(σ, t, T)).
+
+        Each epoch is ``partial_stats`` of the whole data, then ``apply_update`` (:mod:`somtorch.batch`); the
+        distributed drivers (:mod:`somtorch.distributed`, :mod:`somtorch.dask`) run the same two steps per shard.
+        ``accumulate``: ``float64`` sums, or ``exact`` fixed-point sums (bit-identical for any split into shards).
 
         ``data`` may be a matrix on any device or a re-iterable of (rows, D) chunks. It is streamed to the device
         chunk by chunk (pinned host buffers, non-blocking copies) when it is an iterable of chunks, when
@@ -275,25 +282,33 @@ class SOM:
         Otherwise it moves to the device once.
         """
         _check_iterations(num_iteration)
+        check_accumulation(accumulate)
         source = self._batch_source(data, stream, stream_rows)
         progress = tqdm(range(num_iteration), desc="train batch", unit="epoch", disable=_progress_disabled(verbose))
         for epoch in progress:
-            sigma = float(decay_schedule(self._sigma_decay, self.sigma, np.array([epoch]), num_iteration)[0])
-            numerator, denominator = self.batch_sums(source, sigma)
-            self._flat.copy_(batch_map_weights(self._flat, numerator, denominator))
+            self.apply_update(self.partial_stats(source, accumulate=accumulate), self.batch_sigma(epoch, num_iteration))
         self._finish_progress(progress, source, verbose)
         return self
 
-    def batch_sums(self, data: Any, sigma: float) -> tuple[torch.Tensor, torch.Tensor]:
-        """Σ_n h(c_n, k; σ)·x_n (M, D) and Σ_n h(c_n, k; σ) (M,) with the BMUs c_n of the current weights."""
-        W = self._flat
-        sums = torch.zeros_like(W)
-        counts = torch.zeros(self.n_neurons, dtype=self.dtype, device=self.device)
+    def batch_sigma(self, epoch: int, num_epochs: int) -> float:
+        """σ of batch epoch ``epoch`` of ``num_epochs``: sigma_decay(σ, epoch, num_epochs)."""
+        return float(decay_schedule(self._sigma_decay, self.sigma, np.array([epoch]), num_epochs)[0])
+
+    def partial_stats(self, data: Any, *, accumulate: str = "float64") -> BatchStatistics:
+        """Per-neuron sums S (M, D) and hit counts c (M,) of ``data`` (a matrix, a ChunkSource or a shard of the
+        data) under the current weights: step one of a batch epoch (:func:`somtorch.batch.partial_stats`)."""
         with self._matmul_precision():
-            for chunk in self._chunks(data):
-                bmu_search.accumulate_by_bmu(chunk, W, self._distance, self.chunk_bytes, sums, counts)
-            block = bmu_search.chunk_rows(self.n_neurons, W.element_size(), self.chunk_bytes, self.device)
-            return self._map_neighborhood.smooth(sums, counts, sigma, block)
+            return partial_stats(self._chunks(data), self._flat, self._distance, chunk_bytes=self.chunk_bytes,
+                                 accumulate=accumulate)
+
+    def apply_update(self, stats: BatchStatistics, sigma: float) -> None:
+        """Step two of a batch epoch: set the weights from merged statistics at radius σ
+        (:func:`somtorch.batch.apply_update`)."""
+        if tuple(stats.counts.shape) != (self.n_neurons,) or stats.sums.shape[-2:] != (self.n_neurons, self.input_len):
+            raise ValueError(f"statistics of shape {tuple(stats.sums.shape)} do not fit a {self.x}×{self.y} map of "
+                             f"{self.input_len} features")
+        block = bmu_search.chunk_rows(self.n_neurons, 8, self.chunk_bytes, self.device)
+        self._flat.copy_(apply_update(stats.to(self.device), self._flat, self._smoothing_neighborhood, float(sigma), block))
 
     def _batch_source(self, data: Any, stream: Optional[bool], stream_rows: Optional[int]) -> Any:
         if isinstance(data, ChunkSource):
@@ -488,13 +503,6 @@ class SOM:
         return (f"SOM(x={self.x}, y={self.y}, input_len={self.input_len}, sigma={self.sigma}, learning_rate={self.learning_rate}, "
                 f"neighborhood_function={self.neighborhood_function!r}, topology={self.topology!r}, periodic={self.periodic}, "
                 f"device={str(self.device)!r}, dtype={self.dtype})")
-
-
-def batch_map_weights(weights: torch.Tensor, numerator: torch.Tensor, denominator: torch.Tensor) -> torch.Tensor:
-    """W_k ← numerator_k / denominator_k where denominator_k > 0, else W_k unchanged. Shapes (M, D), (M, D), (M,)."""
-    positive = denominator > 0
-    safe = torch.where(positive, denominator, torch.ones_like(denominator))
-    return torch.where(positive[:, None], numerator / safe[:, None], weights)
 
 
 def _progress_disabled(verbose: Optional[bool]) -> Optional[bool]:
