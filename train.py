@@ -4,6 +4,8 @@
     python train.py data=bigbazaar data.path=../shared/data/bigbazaar_skrohit/cproducts.csv
     python train.py -m som.sigma=0.5,1 som.x=8,10          # sweep; summary in the sweep folder
     python train.py hparams_search=som_optuna              # Optuna search (pip install -r requirements-sweep.txt)
+    python train.py engine=dask som=batch data=bigbazaar data.path='parts/*.csv'   # on a Dask cluster
+    torchrun --standalone --nproc-per-node=2 train.py engine=torch som=batch ...  # on 2 torch.distributed ranks
 
 Every output (result.csv, metrics.json, model.pt, plots/, train.log) lands in the Hydra run folder,
 ``outputs/<date>/<time>/`` (``multirun/<date>/<time>/<job>/`` in a sweep). ``main`` returns the objective
@@ -11,10 +13,13 @@ Every output (result.csv, metrics.json, model.pt, plots/, train.log) lands in th
 """
 from __future__ import annotations
 
+import atexit
+import glob
 import importlib.util
 import logging
 import math
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -78,18 +83,39 @@ def main(cfg: DictConfig) -> float:
         print(f"train.py: error: {_one_line(error)}", file=sys.stderr)
         sys.exit(1)
     logger.info("objective %s = %.6g; outputs in %s", cfg.objective.name, metrics["objective"], output_dir)
-    if HydraConfig.get().mode != RunMode.MULTIRUN:
+    if HydraConfig.get().mode != RunMode.MULTIRUN and launched_rank() == 0:
         print(segment_summary(metrics, output_dir))
     return float(metrics["objective"])
 
 
+def launched_rank() -> int:
+    """This process's rank under torchrun / srun (RANK, else SLURM_PROCID), 0 when not launched as a group."""
+    return int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0")))
+
+
+def quiet_rank_overrides(rank: int) -> list[str]:
+    """Hydra overrides for a rank other than 0 of a distributed launch: its run folder is a temporary one (rank 0
+    alone writes the run's folder), no .hydra copy, and Hydra's logging off (only warnings reach stderr)."""
+    scratch = tempfile.mkdtemp(prefix=f"somtorch-rank{rank}-")
+    atexit.register(shutil.rmtree, scratch, ignore_errors=True)
+    return [f"hydra.run.dir={scratch}", "hydra.output_subdir=null", "hydra/job_logging=disabled",
+            "hydra/hydra_logging=disabled"]
+
+
 def check_input_exists(cfg: Mapping[str, Any]) -> None:
-    """Raise FileNotFoundError when ``data.source`` is ``file`` and ``data.path`` names nothing, so a mistyped path
-    is reported before the pipeline is imported (the loader reports the other problems of a file)."""
+    """Raise FileNotFoundError when ``data.source`` is ``file`` and ``data.path`` (a file, a glob, a folder or a
+    list of these) names nothing, so a mistyped path is reported before the pipeline is imported (the loader
+    reports the other problems of a file)."""
     data = cfg.get("data") or {}
     path = data.get("path")
-    if data.get("source") == "file" and path and not Path(path).exists():
-        raise FileNotFoundError(f"input table not found: {path}")
+    if data.get("source") != "file" or not path:
+        return
+    for item in [path] if isinstance(path, str) else list(path):
+        if glob.has_magic(str(item)):
+            if not glob.glob(str(item), recursive=True):
+                raise FileNotFoundError(f"no input file matches {item!r}")
+        elif not Path(item).exists():
+            raise FileNotFoundError(f"input table not found: {item}")
 
 
 def segment_summary(metrics: dict, output_dir: Path) -> str:
@@ -176,4 +202,6 @@ if __name__ == "__main__":
     unwritable = unwritable_run_folder_message(sys.argv[1:])
     if unwritable:
         sys.exit(f"train.py: error: {unwritable}")
+    if launched_rank() > 0:
+        sys.argv += quiet_rank_overrides(launched_rank())
     main()

@@ -36,6 +36,8 @@ CONTRACT_KEYS = {
                    "truncate_p", "annotate_above"),
     "plots": ("enabled", "dpi"),
     "outputs": ("format",),
+    "engine": ("name", "address", "n_workers", "threads_per_worker", "processes", "memory_limit", "blocksize",
+               "partitions", "accumulate", "timeout_s"),
     "objective": ("name", "te_weight"),
 }
 GROUP_OPTIONS = {
@@ -43,6 +45,7 @@ GROUP_OPTIONS = {
     "data": {"synthetic", "bigbazaar", "csv", "online_retail"},
     "features": {"seed", "behavioural", "customer"},
     "clustering": {"default"},
+    "engine": {"local", "dask", "torch"},
     "device": {"auto", "cpu", "cuda"},
     "experiment": {"seed_reproduction", "quick"},
     "hparams_search": {"som_optuna"},

@@ -51,7 +51,7 @@ class DataConfig:
 
     source: str = "synthetic"
     schema: str = "bigbazaar"
-    path: Optional[str] = None
+    path: Any = None  # a file, a glob ('parts/*.parquet'), a Parquet dataset folder, or a list of these
     n_customers: int = 10_000
     seed: int = II("seed")
     separation: float = 1.0
@@ -132,6 +132,25 @@ class OutputsConfig:
 
 
 @dataclass
+class EngineConfig:
+    """Where the heavy stages run (``pipeline.engines``): ``local`` (this process), ``dask`` (a Dask cluster:
+    ``address`` of an existing scheduler, or a LocalCluster of ``n_workers`` × ``threads_per_worker``) or
+    ``torch`` (the ranks of a torchrun launch). ``accumulate``: the distributed batch map's sums, ``float64`` or
+    ``exact`` (bit-identical for any number of workers)."""
+
+    name: str = "local"
+    address: Optional[str] = None
+    n_workers: int = 2
+    threads_per_worker: int = 1
+    processes: bool = True
+    memory_limit: str = "auto"
+    blocksize: str = "64MB"
+    partitions: Optional[int] = None
+    accumulate: str = "float64"
+    timeout_s: float = 60.0
+
+
+@dataclass
 class ObjectiveConfig:
     """The number a sweep minimises: ``qe_te`` = QE + te_weight·TE, or ``silhouette`` (returned negated)."""
 
@@ -152,6 +171,7 @@ class AppConfig:
     clustering: ClusteringConfig = field(default_factory=ClusteringConfig)
     plots: PlotsConfig = field(default_factory=PlotsConfig)
     outputs: OutputsConfig = field(default_factory=OutputsConfig)
+    engine: EngineConfig = field(default_factory=EngineConfig)
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
 
 

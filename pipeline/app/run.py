@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import silhouette_score
 
+from pipeline.engines.base import make_engine
 from pipeline.outputs.atomic import (
     ensure_writable_dir,
     make_staging_dir,
@@ -47,7 +48,7 @@ from pipeline.outputs.tables import (
 )
 from pipeline.outputs.report_html import write_report_html
 from pipeline.outputs.rows import ClusterSizes, cluster_sizes, result_chunks, round_columns
-from pipeline.outputs.writers import ChunkedTableWriter, write_table
+from pipeline.outputs.writers import PART_NAME, ChunkedTableWriter, write_table
 from pipeline.segmentation.scoring import score_against_truth
 from pipeline.segmentation.segments import SegmentDescription
 from pipeline.segmentation.segmenter import CustomerSegmenter, check_choice, timed_stage, to_plain
@@ -96,6 +97,14 @@ def run(cfg: Mapping[str, Any]) -> dict[str, Any]:
     segmenter.validate_params()
     check_choice("objective.name", objective_name, OBJECTIVES)
     check_choice("outputs.format", output_format, OUTPUT_FORMATS)
+    engine = make_engine(config.get("engine"), device=segmenter.device)
+    segmenter.check_engine(engine)
+    if engine.row_parts and output_format != "parquet":
+        raise ValueError(f"engine={engine.name!r} writes result and dropped_rows as Parquet datasets (one part file per "
+                         f"partition): set outputs.format=parquet, not {output_format!r}")
+    if not engine.is_writer:  # a torch.distributed rank other than 0: it takes part in the fit, rank 0 writes
+        segmenter.fit(load_transactions(data, seed)[0], engine=engine)
+        return {"objective": objective_value(segmenter, objective_name, objective_config.get("te_weight", 1.0))}
     ensure_writable_dir(output_dir)
     remove_stale_staging(output_dir)
     timings: dict[str, float] = {}
@@ -103,10 +112,14 @@ def run(cfg: Mapping[str, Any]) -> dict[str, Any]:
         source, truth = load_transactions(data, seed)
     staging = make_staging_dir(output_dir)
     try:
-        with ChunkedTableWriter(staging / "dropped_rows", fmt=output_format) as dropped_rows:
-            segmenter.fit(source, dropped_sink=dropped_rows.write)
-            if segmenter.training_.cleaning.dropped is not None:  # cleaned in memory: no chunks were streamed
-                dropped_rows.write(segmenter.training_.cleaning.dropped)
+        if engine.row_parts:  # the workers write the dropped rows' part files
+            engine.dropped_dir = staging / "dropped_rows"
+            segmenter.fit(source, engine=engine)
+        else:
+            with ChunkedTableWriter(staging / "dropped_rows", fmt=output_format) as dropped_rows:
+                segmenter.fit(source, dropped_sink=dropped_rows.write, engine=engine)
+                if segmenter.training_.cleaning.dropped is not None:  # cleaned in memory: no chunks were streamed
+                    dropped_rows.write(segmenter.training_.cleaning.dropped)
         timings.update(segmenter.timings_)
 
         with timed_stage("report", timings, logger):
@@ -120,9 +133,7 @@ def run(cfg: Mapping[str, Any]) -> dict[str, Any]:
                 metrics["recovery"] = score_against_truth(assignments, truth, id_column=segmenter.id_column).as_dict()
 
         with timed_stage("write", timings, logger):
-            with ChunkedTableWriter(staging / "result", fmt=output_format) as result:
-                for chunk in result_chunks(segmenter.training_, outputs.features, segmenter.id_column):
-                    result.write(chunk)
+            write_result(segmenter, outputs.features, staging, output_format, parts=engine.row_parts)
             for name, table in outputs.tables.items():
                 write_table(table, staging / name, fmt="csv")
             segmenter.save(staging / "model.pt")
@@ -141,12 +152,27 @@ def run(cfg: Mapping[str, Any]) -> dict[str, Any]:
         _publish(staging, output_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        getattr(engine, "close", lambda: None)()
     logger.info("run finished: %d rows in %d clusters, objective %s = %.5g; outputs in %s",
                 metrics["rows_clustered"], metrics["n_clusters"], objective_name, objective, output_dir)
     for segment in metrics["segments"]:
         logger.info("segment %d: %s (%.1f%% of customers)", segment["segment"], segment["name"],
                     100 * segment["customer_share"])
     return metrics
+
+
+def write_result(segmenter: CustomerSegmenter, features: pd.DataFrame, folder: Path, output_format: str, *,
+                 parts: bool) -> None:
+    """result.csv / result.parquet, written slice by slice; with ``parts`` a Parquet dataset ``result/`` of one part
+    file per slice (``part-00000.parquet``, ...)."""
+    chunks = result_chunks(segmenter.training_, features, segmenter.id_column)
+    if parts:
+        for index, chunk in enumerate(chunks):
+            write_table(chunk, folder / "result" / PART_NAME.format(index), fmt="parquet")
+        return
+    with ChunkedTableWriter(folder / "result", fmt=output_format) as result:
+        for chunk in chunks:
+            result.write(chunk)
 
 
 def load_transactions(data: Mapping[str, Any], seed: int) -> tuple[TransactionSource, pd.DataFrame | None]:
@@ -163,8 +189,9 @@ def load_transactions(data: Mapping[str, Any], seed: int) -> tuple[TransactionSo
     check_choice("data.source", source, DATA_SOURCES)
     if source == "file":
         if not data.get("path"):
-            raise ValueError("data.source='file' needs data.path (a .csv, .csv.gz or .parquet file)")
-        file_source = TransactionSource(path=Path(data["path"]), chunk_rows=chunk_rows)
+            raise ValueError("data.source='file' needs data.path (a .csv, .csv.gz or .parquet file, a glob, a Parquet "
+                             "dataset folder or a list of files)")
+        file_source = TransactionSource.of(data["path"], chunk_rows=chunk_rows)
         file_source.check()
         return file_source, None
     if schema != "bigbazaar":

@@ -211,6 +211,18 @@ class BigBazaarCustomerAggregates:
         self._profile.add(lines.group_by(PROFILE_KEYS).agg(pl.len().cast(COUNT_DTYPE).alias(COUNT)))
         self._customer_ids = None
 
+    def merge(self, other: BigBazaarCustomerAggregates) -> None:
+        """Merge the aggregates of another shard of the input (after its last ``update``): sums, minima, maxima and
+        distinct keys, so any order gives the same tables (float sums up to their rounding order, ~1e-16)."""
+        if other.n_rows_seen == 0:
+            return
+        if self.n_rows_seen + other.n_rows_seen > MAX_ROWS:
+            raise ValueError(f"more than {MAX_ROWS} rows merged: the per-customer line counts ({COUNT_DTYPE}) would overflow")
+        self.n_rows_seen += other.n_rows_seen
+        for mine, theirs in ((self._lines, other._lines), (self._visits, other._visits), (self._profile, other._profile)):
+            mine.add(theirs.merged())
+        self._customer_ids = None
+
     @property
     def n_customers(self) -> int:
         """Number of distinct customers seen so far."""

@@ -39,6 +39,7 @@ from pipeline.outputs.atomic import atomic_path
 logger = logging.getLogger(__name__)
 
 FORMATS: tuple[str, ...] = ("csv", "parquet")
+PART_NAME = "part-{:05d}"  # the part files of a table written as a Parquet dataset (a folder of parts)
 CSV_DATETIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 FRACTION_DIGITS = {"ms": 3, "us": 6, "ns": 9}  # of a second, by a datetime column's time unit
 

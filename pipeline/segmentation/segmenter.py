@@ -25,6 +25,8 @@ import pandas as pd
 import polars as pl
 import torch
 
+from pipeline.engines.base import Engine
+from pipeline.engines.local import LocalEngine
 from pipeline.outputs.atomic import write_atomic
 from pipeline.sources.cleaning import (
     REASON,
@@ -37,11 +39,10 @@ from pipeline.segmentation.clustering import LINKAGE_METHODS, REFINEMENTS, Neuro
 from pipeline.features.feature_sets import BIGBAZAAR, CUSTOMER, FEATURE_SETS, SCHEMAS
 from pipeline.features.preprocessor import FeaturePreprocessor
 from pipeline.segmentation.streaming import (
+    CleaningSettings,
     CleaningSummary,
     DroppedSink,
-    StreamedCustomers,
     resolve_age_reference,
-    stream_bigbazaar_customers,
 )
 from pipeline.sources.loading import ROW_ID, with_row_id
 from pipeline.sources.transactions import TransactionSource
@@ -271,14 +272,17 @@ class CustomerSegmenter:
         return {name: getattr(self, name) for name in inspect.signature(type(self)).parameters}
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, raw: RawTransactions, *, dropped_sink: DroppedSink | None = None) -> CustomerSegmenter:
+    def fit(self, raw: RawTransactions, *, dropped_sink: DroppedSink | None = None,
+            engine: Engine | None = None) -> CustomerSegmenter:
         """Clean ``raw``, fit the features, train the SOM, cluster its neurons. Returns self.
 
         ``raw``: a pandas or Polars frame of raw transactions, a file path, or a ``TransactionSource``. Big Bazaar
         data with customer features take the columnar path (``pipeline.segmentation.streaming``: the input is read
         and cleaned in chunks, never held whole); other combinations are cleaned in memory. ``dropped_sink``
         receives the dropped rows chunk by chunk (columnar path; e.g. a file writer), instead of keeping them in
-        ``training_.cleaning.dropped``.
+        ``training_.cleaning.dropped``. ``engine`` (``pipeline.engines``; default: this process) runs the
+        columnar path's pre-pass, cleaning pass and batch-map training; a distributed engine needs ``mode="batch"``
+        and Big Bazaar customers (ValueError otherwise).
 
         Fitted attributes: ``cleaning_`` (schema, resolved age_reference_date, columns), ``preprocessor_``,
         ``som_``, ``neuron_clusters_`` (linkage, labels (x, y), cut height, cophenetic correlation),
@@ -286,15 +290,18 @@ class CustomerSegmenter:
         ``Segmentation`` of ``raw``) and ``timings_`` (seconds per stage).
         """
         self.validate_params()
+        engine = LocalEngine() if engine is None else engine
+        self.check_engine(engine)
         source = TransactionSource.of(raw)
         source.check()
         self.timings_: dict[str, float] = {}
         preprocessor = FeaturePreprocessor(self.feature_set)
         if self._columnar(self.schema, preprocessor.level):
             with timed_stage("clean", self.timings_):
-                n_rows, age_reference = resolve_age_reference(source, self.age_reference_date)
+                summary = engine.summarize(source)
+                age_reference = resolve_age_reference(summary, self.age_reference_date, source.name)
                 self.cleaning_ = self._cleaning_settings(age_reference.isoformat())
-                streamed = self._stream(source, n_rows, dropped_sink)
+                streamed = engine.stream(source, self._settings(summary[0]), dropped_sink)
             cleaning = streamed.cleaning
             self._check_rows_left(cleaning.n_input, cleaning.n_kept, cleaning.reason_counts)
             with timed_stage("features", self.timings_):
@@ -317,7 +324,7 @@ class CustomerSegmenter:
                 rows = self._kept_rows(cleaning, preprocessor)
         self._check_unit_count(len(X), preprocessor.level)
         with timed_stage("train", self.timings_):
-            som, data = self._train_som(X)
+            som, data = self._train_som(X, engine)
         with timed_stage("evaluate", self.timings_):
             evaluation = som.evaluate(data)  # BMUs, QE and TE from one two-best search
             del data
@@ -352,14 +359,29 @@ class CustomerSegmenter:
             "age_range": None if self.age_range is None else [float(age) for age in self.age_range],
         }
 
-    def _stream(self, source: TransactionSource, n_rows: int, dropped_sink: DroppedSink | None) -> StreamedCustomers:
-        """One chunked pass over ``source`` with this model's cleaning settings (``cleaning_``)."""
+    def _settings(self, n_rows: int) -> CleaningSettings:
+        """This model's cleaning settings (``cleaning_``) for an input of ``n_rows`` rows."""
         age_range = self.cleaning_.get("age_range")
-        return stream_bigbazaar_customers(
-            source, age_reference=pd.Timestamp(self.cleaning_["age_reference_date"]).date(), n_rows=n_rows,
-            age_range=None if age_range is None else (float(age_range[0]), float(age_range[1])),
-            dropped_sink=dropped_sink,
-        )
+        return CleaningSettings(age_reference=pd.Timestamp(self.cleaning_["age_reference_date"]).date(), n_rows=n_rows,
+                                age_range=None if age_range is None else (float(age_range[0]), float(age_range[1])))
+
+    def check_engine(self, engine: Engine) -> None:
+        """Raise ValueError when ``engine`` is distributed and this model cannot run on it: online training
+        (``mode`` random or sequential) or a combination other than Big Bazaar customers."""
+        if not engine.distributed:
+            return
+        if self.mode != "batch":
+            raise ValueError(
+                f"som.mode={self.mode!r} cannot run on engine={engine.name!r}: online training updates the map after "
+                "every sample, each update depending on the one before, so it cannot be split over processes. Use "
+                "som.mode=batch (the batch map sums per-neuron statistics over shards) or engine=local"
+            )
+        if not self._columnar(self.schema, FeaturePreprocessor(self.feature_set).level):
+            raise ValueError(
+                f"engine={engine.name!r} runs Big Bazaar data with customer features (data.schema=bigbazaar, "
+                f"features=customer); schema={self.schema!r} with feature_set={self.feature_set!r} runs on "
+                "engine=local"
+            )
 
     @staticmethod
     def _check_rows_left(n_input: int, n_kept: int, reasons: Mapping[str, int]) -> None:
@@ -460,9 +482,10 @@ class CustomerSegmenter:
                 "use a smaller map or more data", n_units, level, self.x, self.y, neurons,
             )
 
-    def _train_som(self, X: np.ndarray) -> tuple[SOM, torch.Tensor]:
-        """Build the SOM, initialise its weights (``init``) and train it (``mode``). Returns the SOM and ``X`` as a
-        tensor in its dtype on its device: converted once, used by every step of the fit."""
+    def _train_som(self, X: np.ndarray, engine: Engine) -> tuple[SOM, torch.Tensor]:
+        """Build the SOM, initialise its weights (``init``) and train it (``mode``; batch epochs on ``engine``).
+        Returns the SOM and ``X`` as a tensor in its dtype on its device: converted once, used by every step of
+        the fit."""
         som = SOM(
             self.x, self.y, X.shape[1], sigma=self.sigma, learning_rate=self.learning_rate,
             decay_function=self.decay_function, neighborhood_function=self.neighborhood_function,
@@ -483,7 +506,7 @@ class CustomerSegmenter:
         elif self.mode == "sequential":
             som.train_sequential(data, self.iters, verbose=None)
         else:
-            som.train_batch(data, self.epochs, verbose=None)
+            engine.train_batch(som, data, self.epochs)
         return som, data
 
     # ------------------------------------------------------------------ prediction
@@ -496,8 +519,9 @@ class CustomerSegmenter:
         preprocessor = self.preprocessor_
         width = len(preprocessor.feature_names)
         if self._columnar(self.cleaning_["schema"], preprocessor.level):
-            n_rows, _ = source.bigbazaar_summary()
-            streamed = self._stream(source, n_rows, dropped_sink)
+            engine = LocalEngine()
+            n_rows, _ = engine.summarize(source)
+            streamed = engine.stream(source, self._settings(n_rows), dropped_sink)
             if streamed.cleaning.n_kept:
                 unit_of_row = streamed.aggregates.unit_codes(streamed.customer_ids)
                 X, units = preprocessor.transform_units(

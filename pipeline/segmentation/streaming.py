@@ -1,19 +1,21 @@
-"""The columnar data path: clean a Big Bazaar source chunk by chunk and merge per-customer aggregates.
+"""The columnar data path: clean a Big Bazaar input shard by shard, chunk by chunk, and merge per-customer aggregates.
 
-One pass over the input, in chunks (``TransactionSource.chunks``):
+One pass over each shard of the input (one shard in one process; a Dask partition or a rank's files elsewhere):
 
     chunk ──► BigBazaarCleaner.clean ──► kept rows ──► BigBazaarCustomerAggregates.update  (merged by customer)
-                                     └─► dropped rows ──► dropped_sink (a file writer) or kept in memory
+                                     └─► dropped rows ──► dropped_sink (a file writer) or kept in the ShardPass
 
-Memory grows with the customers (their aggregates) and with 16 bytes per kept row (its row_id and customer id, for
-result.csv), never with the width of the input. A pre-pass (``TransactionSource.bigbazaar_summary``) gives the row
-count and the latest transaction date that the cleaning rules need before the first chunk.
+``clean_shard`` gives a picklable ``ShardPass``; ``combine_shards`` merges the shards' passes in input order
+(aggregates, reason counts, parse counters, rows). Memory grows with the customers (their aggregates) and with 16
+bytes per kept row (its row_id and customer id, for result.csv), never with the width of the input. A pre-pass
+(``TransactionSource.bigbazaar_summary``, or the engines' per-shard summaries) gives the row count and the latest
+transaction date that the cleaning rules need before the first chunk (``CleaningSettings``).
 """
 from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Optional
@@ -75,43 +77,70 @@ class StreamedCustomers:
     latest_kept_day: Optional[pd.Timestamp]
 
 
-def resolve_age_reference(source: TransactionSource, age_reference_date: Optional[str]) -> tuple[int, date]:
-    """(rows in the source, the Age reference day): the given day, else the latest parseable transactionDate."""
-    n_rows, latest = source.bigbazaar_summary()
+def resolve_age_reference(summary: tuple[int, Optional[date]], age_reference_date: Optional[str], name: str) -> date:
+    """The Age reference day of an input with ``summary`` (rows, latest parseable transactionDate): the given day,
+    else that latest date. ValueError for an input without rows, or without any parseable date."""
+    n_rows, latest = summary
     if n_rows == 0:
-        raise ValueError(f"{source.name} has no data rows")
+        raise ValueError(f"{name} has no data rows")
     if age_reference_date is not None:
-        return n_rows, pd.Timestamp(age_reference_date).date()
+        return pd.Timestamp(age_reference_date).date()
     if latest is None:
         raise ValueError("no parseable transactionDate for a default Age reference date; pass age_reference_date")
-    return n_rows, latest
+    return latest
 
 
-def stream_bigbazaar_customers(
-    source: TransactionSource,
-    *,
-    age_reference: date,
-    n_rows: int,
-    age_range: Optional[tuple[float, float]],
-    dropped_sink: Optional[DroppedSink] = None,
-) -> StreamedCustomers:
-    """Clean every chunk of ``source`` and merge its customers' aggregates (see the module docstring).
+@dataclass(frozen=True)
+class CleaningSettings:
+    """What cleaning one Big Bazaar input needs before its first chunk: the Age reference day, the rows of the whole
+    input (the "too large to sum" limit) and the plausible ages (None: every age). Picklable, for workers."""
 
-    ``dropped_sink`` receives each chunk's dropped rows; without one they are kept and returned in the summary.
-    Raises ValueError when a column is mostly unparseable over the whole input (a wrong file).
+    age_reference: date
+    n_rows: int
+    age_range: Optional[tuple[float, float]]
+
+    def cleaner(self) -> BigBazaarCleaner:
+        return BigBazaarCleaner(age_reference_date=self.age_reference, n_rows_total=self.n_rows,
+                                age_range=self.age_range)
+
+
+@dataclass
+class ShardPass:
+    """The outcome of cleaning one shard of an input (a file, a Dask partition, a rank's files): picklable, and
+    merged with the other shards' in input order by ``combine_shards``.
+
+    ``dropped`` holds the shard's dropped rows, or None when they went to a sink (or were written by a worker).
     """
-    cleaner = BigBazaarCleaner(age_reference_date=age_reference, n_rows_total=n_rows, age_range=age_range)
+
+    n_input: int
+    reasons: Counter
+    parse_counters: dict
+    aggregates: BigBazaarCustomerAggregates
+    row_ids: np.ndarray
+    customer_ids: np.ndarray
+    latest: Optional[date]
+    dropped: Optional[pl.DataFrame]
+
+
+def clean_shard(chunks: Iterable[pl.DataFrame], settings: CleaningSettings,
+                dropped_sink: Optional[DroppedSink] = None) -> ShardPass:
+    """Clean every chunk of one shard and aggregate its customers (``row_id`` already global in the chunks).
+
+    ``dropped_sink`` receives each chunk's dropped rows (also empty ones: a file writer learns the columns from
+    the first chunk); without one they are kept in ``ShardPass.dropped``.
+    """
+    cleaner = settings.cleaner()
     aggregates = BigBazaarCustomerAggregates()
     reasons: Counter[str] = Counter()
     row_ids, customer_ids, kept_dropped = [], [], []
     n_input, latest = 0, None
-    for chunk in tqdm(source.chunks(), desc="clean + aggregate", unit="chunk", disable=None, leave=False):
+    for chunk in tqdm(chunks, desc="clean + aggregate", unit="chunk", disable=None, leave=False):
         clean, dropped = cleaner.clean(chunk)
         n_input += chunk.height
         if dropped.height:
             reasons.update(dict(dropped.get_column(REASON).value_counts().iter_rows()))
         if dropped_sink is not None:
-            dropped_sink(dropped)  # also when empty: a file writer learns the columns from the first chunk
+            dropped_sink(dropped)
         elif dropped.height:
             kept_dropped.append(dropped)
         if clean.height:
@@ -120,19 +149,44 @@ def stream_bigbazaar_customers(
             customer_ids.append(clean.get_column("customerID").to_numpy())
             chunk_latest = clean.get_column("transactionDate").max()
             latest = chunk_latest if latest is None else max(latest, chunk_latest)
-    cleaner.check_parseable()
-    n_kept = int(sum(len(ids) for ids in row_ids))
+    return ShardPass(
+        n_input=n_input, reasons=reasons, parse_counters=cleaner.counters_, aggregates=aggregates,
+        row_ids=np.concatenate(row_ids).astype(np.int64, copy=False) if row_ids else np.empty(0, np.int64),
+        customer_ids=np.concatenate(customer_ids) if customer_ids else np.empty(0, np.int64), latest=latest,
+        dropped=None if dropped_sink is not None else (pl.concat(kept_dropped, how="vertical_relaxed") if kept_dropped else None),
+    )
+
+
+def combine_shards(passes: Sequence[ShardPass], settings: CleaningSettings, *, keep_dropped: bool,
+                   name: str) -> StreamedCustomers:
+    """Merge the shards' passes in input order: aggregates, reason counts, parse counters (then the "mostly
+    unparseable" check over the whole input: ValueError), rows. ``keep_dropped``: put the shards' dropped rows
+    into the summary (they were not streamed to a sink)."""
+    checker = settings.cleaner()
+    aggregates = BigBazaarCustomerAggregates()
+    reasons: Counter[str] = Counter()
+    latest = None
+    for shard in passes:
+        checker.merge_counters(shard.parse_counters)
+        aggregates.merge(shard.aggregates)
+        reasons.update(shard.reasons)
+        if shard.latest is not None:
+            latest = shard.latest if latest is None else max(latest, shard.latest)
+    checker.check_parseable()
+    n_input = sum(shard.n_input for shard in passes)
+    n_kept = sum(len(shard.row_ids) for shard in passes)
     dropped_frame = None
-    if dropped_sink is None:
-        dropped_frame = (pl.concat(kept_dropped, how="vertical_relaxed").to_pandas() if kept_dropped
+    if keep_dropped:
+        frames = [shard.dropped for shard in passes if shard.dropped is not None]
+        dropped_frame = (pl.concat(frames, how="vertical_relaxed").to_pandas() if frames
                          else pd.DataFrame(columns=[ROW_ID, "customerID", REASON]))
     summary = CleaningSummary(n_input=n_input, n_kept=n_kept, reason_counts=dict(reasons.most_common()),
                               dropped=dropped_frame)
-    logger.info("cleaned %d rows of %s: %d kept, %d dropped", n_input, source.name, n_kept, summary.n_dropped)
+    logger.info("cleaned %d rows of %s: %d kept, %d dropped", n_input, name, n_kept, summary.n_dropped)
     return StreamedCustomers(
         cleaning=summary,
-        row_ids=np.concatenate(row_ids).astype(np.int64, copy=False) if row_ids else np.empty(0, np.int64),
-        customer_ids=np.concatenate(customer_ids) if customer_ids else np.empty(0, np.int64),
+        row_ids=np.concatenate([shard.row_ids for shard in passes]) if passes else np.empty(0, np.int64),
+        customer_ids=np.concatenate([shard.customer_ids for shard in passes]) if passes else np.empty(0, np.int64),
         aggregates=aggregates,
         latest_kept_day=None if latest is None else pd.Timestamp(latest),
     )

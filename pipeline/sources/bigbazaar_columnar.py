@@ -130,6 +130,10 @@ class _ParseCounter:
     n_bad: int = 0
     examples: list[str] = field(default_factory=list)
 
+    def merge(self, other: "_ParseCounter") -> None:
+        """Add another shard's counts (shards merged in input order keep the first bad texts of the input)."""
+        self.add(other.n_present, other.n_bad, other.examples)
+
     def add(self, n_present: int, n_bad: int, examples: list[str]) -> None:
         self.n_present += n_present
         self.n_bad += n_bad
@@ -257,6 +261,11 @@ class BigBazaarCleaner:
             low, high = self.age_bounds_
             steps.append(((age < low) | (age > high), pl.lit(f"implausible Age (outside {low:g}-{high:g})")))
         return steps
+
+    def merge_counters(self, counters: dict[str, _ParseCounter]) -> None:
+        """Add the parse counters of a cleaner that cleaned another shard of the same input (see check_parseable)."""
+        for column, counter in counters.items():
+            self.counters_[column].merge(counter)
 
     def check_parseable(self) -> None:
         """Raise clean_bigbazaar's ValueError for the first column (in step order) whose non-blank cells were,

@@ -80,6 +80,7 @@ def read_chunks(
     text_columns: Sequence[str] | None = None,
     required_columns: Iterable[str] = (),
     what: str = "table",
+    first_row_id: int = 0,
 ) -> Iterator[pl.DataFrame]:
     """Stream a CSV / gzip CSV / Parquet file as chunks of about ``chunk_rows`` rows, ``row_id`` first.
 
@@ -87,7 +88,8 @@ def read_chunks(
     column (CSV and Parquet alike). Other CSV columns get the type Polars infers from the first 10,000 rows;
     other Parquet columns keep the file's type. ``required_columns`` missing from the header raise ValueError
     (``require_columns`` with ``what``) before any row is read. Path, format and header problems raise here;
-    a header-only file raises ValueError "<path> has no data rows ..." at the first chunk.
+    a header-only file raises ValueError "<path> has no data rows ..." at the first chunk. Positions count from
+    ``first_row_id`` (the rows of the files before this one in a multi-file input); a file's own row_id is kept.
     """
     table_path = check_table_path(path)
     chunk_rows = _checked_chunk_rows(chunk_rows)
@@ -97,22 +99,26 @@ def read_chunks(
         columns, frames = _csv_frames(table_path, chunk_rows, text_columns)
     require_columns(_header_only(columns), required_columns, what=what)
     logger.info("streaming %s in chunks of %d rows (%d columns)", table_path, chunk_rows, len(columns))
-    return _numbered(frames, table_path, columns)
+    return _numbered(frames, table_path, columns, first_row_id)
 
 
-def read_bigbazaar_chunks(path: str | os.PathLike, *, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator[pl.DataFrame]:
+def read_bigbazaar_chunks(path: str | os.PathLike, *, chunk_rows: int = DEFAULT_CHUNK_ROWS,
+                          first_row_id: int = 0) -> Iterator[pl.DataFrame]:
     """A Big Bazaar file as ``read_bigbazaar`` reads it, in chunks: a CSV with every column as text, a Parquet file
     with its text columns (``BIGBAZAAR_DTYPES``) as text and its numbers typed; the 16 columns are required."""
     is_parquet = Path(path).name.lower().endswith(PARQUET_SUFFIXES)
     return read_chunks(
         path, chunk_rows=chunk_rows, text_columns=tuple(BIGBAZAAR_DTYPES) if is_parquet else None,
         required_columns=BIGBAZAAR_COLUMNS, what=f"Big Bazaar transactions file {Path(path).name}",
+        first_row_id=first_row_id,
     )
 
 
-def frame_chunks(frame: pl.DataFrame | pd.DataFrame, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator[pl.DataFrame]:
-    """An in-memory table as the chunks ``read_chunks`` gives: ``row_id`` (its own, validated, or 0..n-1) first,
-    then the columns with their types (pandas text columns become Utf8, numbers stay numbers)."""
+def frame_chunks(frame: pl.DataFrame | pd.DataFrame, chunk_rows: int = DEFAULT_CHUNK_ROWS,
+                 first_row_id: int = 0) -> Iterator[pl.DataFrame]:
+    """An in-memory table as the chunks ``read_chunks`` gives: ``row_id`` (its own, validated, or positions from
+    ``first_row_id``) first, then the columns with their types (pandas text columns become Utf8, numbers stay
+    numbers)."""
     chunk_rows = _checked_chunk_rows(chunk_rows)
     if isinstance(frame, pd.DataFrame):
         frame = frame.reset_index(drop=True)
@@ -123,7 +129,7 @@ def frame_chunks(frame: pl.DataFrame | pd.DataFrame, chunk_rows: int = DEFAULT_C
         raise ValueError(f"no data rows: the table has only its header ({len(columns)} columns)")
     if ROW_ID in columns:
         _check_whole_row_ids(frame[ROW_ID])
-    return _frame_slices(frame, chunk_rows)
+    return _frame_slices(frame, chunk_rows, first_row_id)
 
 
 def scan_bigbazaar_summary(source: str | os.PathLike | pl.DataFrame | pd.DataFrame) -> tuple[int, date | None]:
@@ -272,9 +278,10 @@ def _polars_problem(error: BaseException) -> str:
     return read_problem(error)
 
 
-def _numbered(frames: Iterator[pl.DataFrame], path: Path, columns: list[str]) -> Iterator[pl.DataFrame]:
-    """Number the rows of a file's chunks (or check the file's own row_id); header only -> ValueError."""
-    row_ids = _RowIds()
+def _numbered(frames: Iterator[pl.DataFrame], path: Path, columns: list[str], first_row_id: int) -> Iterator[pl.DataFrame]:
+    """Number the rows of a file's chunks from ``first_row_id`` (or check the file's own row_id); header only ->
+    ValueError."""
+    row_ids = _RowIds(first_row_id)
     for frame in frames:
         if frame.height:
             yield row_ids.attach(frame)
@@ -283,8 +290,8 @@ def _numbered(frames: Iterator[pl.DataFrame], path: Path, columns: list[str]) ->
     logger.info("read %d rows x %d columns from %s", row_ids.n_rows, len(columns), path)
 
 
-def _frame_slices(frame: pl.DataFrame | pd.DataFrame, chunk_rows: int) -> Iterator[pl.DataFrame]:
-    row_ids = _RowIds()
+def _frame_slices(frame: pl.DataFrame | pd.DataFrame, chunk_rows: int, first_row_id: int) -> Iterator[pl.DataFrame]:
+    row_ids = _RowIds(first_row_id)
     for start in range(0, len(frame), chunk_rows):
         if isinstance(frame, pd.DataFrame):
             yield row_ids.attach(_polars_from_pandas(frame.iloc[start:start + chunk_rows]))
@@ -302,7 +309,8 @@ def _polars_from_pandas(part: pd.DataFrame) -> pl.DataFrame:
 class _RowIds:
     """Gives chunks their row_id: positions continuing across chunks, or the input's own ids (validated)."""
 
-    def __init__(self) -> None:
+    def __init__(self, first_row_id: int = 0) -> None:
+        self.first_row_id = first_row_id
         self.n_rows = 0
         self.largest_id: int | None = None
         self.warned = False
@@ -312,7 +320,8 @@ class _RowIds:
             own = self._checked_own_ids(frame[ROW_ID])
             frame = frame.with_columns(own)
         else:
-            positions = pl.int_range(self.n_rows, self.n_rows + frame.height, dtype=pl.Int64)
+            start = self.first_row_id + self.n_rows
+            positions = pl.int_range(start, start + frame.height, dtype=pl.Int64)
             frame = frame.with_columns(positions.alias(ROW_ID))
         self.n_rows += frame.height
         return frame.select(ROW_ID, pl.exclude(ROW_ID))

@@ -1,16 +1,18 @@
 """Read transaction tables (CSV, gzip CSV, Parquet) and give every input row a stable ``row_id``.
 
-``row_id`` is the 0-based position of the row in the input file. It travels with the row through cleaning
+``row_id`` is the 0-based position of the row in the input (the files of a multi-file input counted one after
+the other, in ``expand_table_paths`` order). It travels with the row through cleaning
 (kept rows and dropped rows alike) to ``result.csv`` and ``dropped_rows.csv``, so any output row can be traced
 back to its record in the input.
 """
 from __future__ import annotations
 
+import glob
 import gzip
 import logging
 import os
 import zlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +93,34 @@ def check_table_path(path: str | os.PathLike) -> Path:
     if table_path.stat().st_size == 0:
         raise ValueError(f"cannot read {table_path}: the file is empty (0 bytes)")
     return table_path
+
+
+def expand_table_paths(spec: str | os.PathLike | Sequence[str | os.PathLike]) -> list[Path]:
+    """The table files an input names, in input order: one file; a glob (``data/*.parquet``, sorted); a folder
+    (a Parquet dataset: its ``*.parquet``/``*.pq`` files, sorted, recursively); or a list of any of these (in
+    the list's order). Raises FileNotFoundError when a glob matches no file, ValueError for a folder without a
+    Parquet file; each file is then checked by ``check_table_path``."""
+    specs = [spec] if isinstance(spec, (str, os.PathLike)) else list(spec)
+    if not specs:
+        raise ValueError("no input files given (an empty list)")
+    paths: list[Path] = []
+    for item in specs:
+        text = os.fspath(item)
+        if glob.has_magic(text):
+            found = sorted(Path(match) for match in glob.glob(text, recursive=True) if Path(match).is_file())
+            if not found:
+                raise FileNotFoundError(f"no input file matches {text!r}")
+            paths.extend(found)
+        elif Path(text).is_dir():
+            found = sorted(path for path in Path(text).rglob("*")
+                           if path.is_file() and path.name.lower().endswith(PARQUET_SUFFIXES))
+            if not found:
+                raise ValueError(f"cannot read {text}: it is a folder, not a table file (nor a Parquet dataset: it "
+                                 "holds no *.parquet or *.pq file)")
+            paths.extend(found)
+        else:
+            paths.append(Path(text))
+    return [check_table_path(path) for path in paths]
 
 
 def read_problem(error: BaseException) -> str:

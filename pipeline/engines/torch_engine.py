@@ -1,0 +1,119 @@
+"""The torch.distributed engine: ``train.py`` launched by torchrun (or srun, Ray Train, Spark's TorchDistributor)
+as N processes ("ranks"), each reading its share of the input.
+
+    rank r: its files (a contiguous block of the input's files, in order) or its block of an in-memory frame's rows
+      ├─ summary (rows, latest date) ── all_gather ──► row_id offsets, CleaningSettings (every rank the same)
+      ├─ ``clean_shard`` (the local engine's function) ── all_gather ──► ``combine_shards`` in rank order
+      └─ SOM (batch map only): ``somtorch.distributed.train_batch`` on rank r's block of the units
+           (per epoch one all-reduce of the per-neuron sums and counts; every rank ends with the same weights)
+
+Every rank holds the merged customer aggregates, the units and 16 bytes per kept row; only rank 0 (``is_writer``)
+writes the outputs, the dropped rows of every rank included. The process group's timeout (``timeout_s``) bounds how
+long a rank waits in a collective for a rank that died; torchrun itself stops the other ranks as soon as one exits
+with an error.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Iterator, Optional
+
+import polars as pl
+import torch
+import torch.distributed as dist
+
+from pipeline.segmentation.streaming import CleaningSettings, DroppedSink, StreamedCustomers, clean_shard, combine_shards
+from pipeline.sources.transactions import TransactionSource, merge_summaries
+from somtorch import SOM
+from somtorch import distributed as som_distributed
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TorchEngine:
+    """Run the columnar fit's heavy stages on the ranks of a torch.distributed group (see the module docstring).
+
+    The default process group is started from the launcher's environment (RANK, WORLD_SIZE, MASTER_ADDR,
+    MASTER_PORT) unless one exists; ValueError when the process was not launched by torchrun or alike.
+    ``device``: the SOM's device (gloo on CPU, NCCL on CUDA, one GPU per rank by LOCAL_RANK); ``timeout_s``: the
+    collectives' timeout; ``accumulate``: the batch map's sums (``float64`` or ``exact``).
+    """
+
+    OPTIONS = ("timeout_s", "accumulate")
+    name, distributed, row_parts = "torch", True, False
+
+    device: str = "cpu"
+    timeout_s: float = 60.0
+    accumulate: str = "float64"
+    rank: int = field(default=0, init=False)
+    world_size: int = field(default=1, init=False)
+    _offset: int = field(default=0, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        cuda = str(self.device).startswith("cuda") or (self.device == "auto" and torch.cuda.is_available())
+        if cuda and "LOCAL_RANK" in os.environ:
+            torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
+        if not dist.is_initialized() and not som_distributed.init_process_group(
+                "cuda" if cuda else "cpu", timeout_s=float(self.timeout_s)):
+            raise ValueError(
+                "engine=torch needs a torch.distributed launch (WORLD_SIZE is not set): run "
+                "`torchrun --standalone --nproc-per-node=N train.py engine=torch som.mode=batch ...`"
+            )
+        self.rank, self.world_size = dist.get_rank(), dist.get_world_size()
+        logger.info("torch engine: rank %d of %d (%s)", self.rank, self.world_size, dist.get_backend())
+
+    @property
+    def is_writer(self) -> bool:
+        return self.rank == 0
+
+    def summarize(self, source: TransactionSource) -> tuple[int, Optional[date]]:
+        """Every rank's (rows, latest date) of its share, gathered: this rank's row_id offset and the input's
+        summary."""
+        mine = self._share(source).bigbazaar_summary() if self._has_share(source) else (0, None)
+        summaries: list = [None] * self.world_size
+        dist.all_gather_object(summaries, mine)
+        self._offset = sum(n for n, _ in summaries[: self.rank])
+        if source.table is None and len(source.paths) < self.world_size and self.rank == 0:
+            logger.warning("%d input files for %d ranks: ranks beyond the files read nothing (split the input into at "
+                           "least as many files as ranks)", len(source.paths), self.world_size)
+        return merge_summaries(summaries)
+
+    def stream(self, source: TransactionSource, settings: CleaningSettings,
+               dropped_sink: Optional[DroppedSink]) -> StreamedCustomers:
+        """``clean_shard`` of this rank's share, every rank's pass gathered and merged in rank order; rank 0 hands
+        the dropped rows of all ranks to ``dropped_sink``."""
+        shard = clean_shard(self._chunks(source), settings)
+        passes: list = [None] * self.world_size
+        dist.all_gather_object(passes, shard)
+        if dropped_sink is not None and self.is_writer:
+            for each in passes:
+                if each.dropped is not None:
+                    dropped_sink(each.dropped)
+        return combine_shards(passes, settings, keep_dropped=dropped_sink is None, name=source.name)
+
+    def train_batch(self, som: SOM, data: torch.Tensor, epochs: int) -> None:
+        """``epochs`` batch-map epochs, this rank training on its block of the units (all ranks hold them all)."""
+        shard = data[som_distributed.shard_bounds(len(data), self.rank, self.world_size)]
+        som_distributed.train_batch(som, shard, epochs, accumulate=self.accumulate, verbose=None)
+
+    def _has_share(self, source: TransactionSource) -> bool:
+        bounds = som_distributed.shard_bounds(len(source.paths) if source.table is None else len(source.table),
+                                              self.rank, self.world_size)
+        return bounds.stop > bounds.start
+
+    def _share(self, source: TransactionSource) -> TransactionSource:
+        """This rank's part of the input: a block of its files, or a block of an in-memory frame's rows."""
+        if source.table is not None:
+            bounds = som_distributed.shard_bounds(len(source.table), self.rank, self.world_size)
+            table = source.table[bounds.start:bounds.stop]
+            return TransactionSource(table=table, chunk_rows=source.chunk_rows)
+        bounds = som_distributed.shard_bounds(len(source.paths), self.rank, self.world_size)
+        return TransactionSource(paths=source.paths[bounds], chunk_rows=source.chunk_rows)
+
+    def _chunks(self, source: TransactionSource) -> Iterator[pl.DataFrame]:
+        """This rank's chunks, ``row_id`` numbered in the whole input (an input's own row_id is kept)."""
+        if self._has_share(source):
+            yield from self._share(source).chunks(first_row_id=self._offset)
