@@ -204,4 +204,9 @@ if __name__ == "__main__":
         sys.exit(f"train.py: error: {unwritable}")
     if launched_rank() > 0:
         sys.argv += quiet_rank_overrides(launched_rank())
-    main()
+    try:
+        main()
+    finally:
+        from pipeline.app.hydra_callbacks import summarise_aborted_sweeps
+
+        summarise_aborted_sweeps()

@@ -184,3 +184,15 @@ def test_the_cluster_requirements_and_the_extras_pin_the_same_launchers():
     assert [line for line in lines if line and not line.startswith("#")] == extras["slurm"]
     ray_install = next(line for line in lines if "pip install hydra-ray-launcher" in line)
     assert ray_install.split("pip install ", 1)[1].split("  ")[0].replace('"', "").split() == extras["ray"]
+
+
+@needs_submitit
+@pytest.mark.slow
+def test_a_sweep_aborted_by_a_killed_job_still_writes_its_summary(tmp_path):
+    # timeout_min=0: submitit kills every job at once and raises in the launching process
+    completed = run_train("-m", "hydra/launcher=local_jobs", "hydra.launcher.timeout_min=0", *QUICK_SWEEP,
+                          f"hydra.sweep.dir={tmp_path}")
+    assert completed.returncode != 0
+    assert "the sweep was aborted" in completed.stderr
+    summary = pd.read_csv(tmp_path / "sweep_summary.csv")  # the jobs were killed before they wrote a folder
+    assert "ok" not in set(summary["status"])

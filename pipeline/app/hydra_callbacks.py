@@ -18,6 +18,9 @@ from pipeline.app.sweep_summary import write_sweep_summary
 
 logger = logging.getLogger(__name__)
 
+# sweep folder -> summary dpi, from on_multirun_start until on_multirun_end
+_UNFINISHED_SWEEPS: dict[Path, int] = {}
+
 
 class SweepSummaryCallback(Callback):
     """Write ``sweep_summary.csv`` and ``sweep_summary.png`` into the sweep folder when a multirun ends.
@@ -32,8 +35,15 @@ class SweepSummaryCallback(Callback):
         self.fail_on_error = fail_on_error
         self.dpi = dpi
 
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        """Remember the sweep folder: a sweep that a launcher aborts (a submitit job killed at its time limit
+        raises in the launching process) never reaches ``on_multirun_end``; ``summarise_aborted_sweeps`` then
+        writes its summary."""
+        _UNFINISHED_SWEEPS[Path(config.hydra.sweep.dir)] = self.dpi
+
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         """Summarise the jobs under ``hydra.sweep.dir``."""
+        _UNFINISHED_SWEEPS.pop(Path(config.hydra.sweep.dir), None)
         sweep_dir = Path(config.hydra.sweep.dir)
         summary = write_sweep_summary(sweep_dir, dpi=self.dpi)
         logger.info("sweep summary: %s and %s", summary.csv_path, summary.png_path)
@@ -45,3 +55,19 @@ class SweepSummaryCallback(Callback):
             logger.warning(message)
             if self.fail_on_error:
                 sys.exit(f"train.py: error: {message}")
+
+
+def summarise_aborted_sweeps() -> None:
+    """Write the summary of every sweep started in this process that did not end (its launcher raised): the job
+    folders that exist, a job without metrics.json listed as failed. ``train.py`` calls it when ``main`` exits."""
+    while _UNFINISHED_SWEEPS:
+        sweep_dir, dpi = _UNFINISHED_SWEEPS.popitem()
+        if not sweep_dir.is_dir():
+            continue
+        try:
+            summary = write_sweep_summary(sweep_dir, dpi=dpi)
+        except (OSError, ValueError) as error:
+            logger.warning("the sweep was aborted and its summary could not be written: %s", error)
+            continue
+        print(f"train.py: the sweep was aborted; summary of the {summary.n_jobs} job folders found: {summary.csv_path}",
+              file=sys.stderr)
