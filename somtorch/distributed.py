@@ -268,6 +268,9 @@ class _World:
         self.active = dist.is_initialized()
         self.group, self.device = group, device
         self.rank, self.size = (dist.get_rank(group), dist.get_world_size(group)) if self.active else (0, 1)
+        if self.active and dist.get_backend(group) == "nccl" and device.type != "cuda":
+            raise ValueError(f"the process group uses nccl, which needs CUDA tensors, but the SOM is on {device}; "
+                             "move it with som.to('cuda') or start a gloo group (init_process_group(device='cpu'))")
 
     def run(self, stage: str, work: Callable[[], Result]) -> Result:
         """``work()`` on this rank, then raise on every rank if it failed on any: its own error on a failed rank, a

@@ -158,6 +158,18 @@ def test_init_process_group_reads_the_launcher_environment(monkeypatch):
     assert not dist.is_initialized()
 
 
+def test_init_process_group_starts_a_gloo_group_with_the_given_timeout(tmp_path):
+    started = distributed.init_process_group("cpu", init_method=f"file://{tmp_path / 'init'}", rank=0, world_size=1,
+                                             timeout_s=42)
+    try:
+        assert started and dist.is_initialized() and dist.get_backend() == "gloo"
+        # the group's own timeout (torch 2.13 keeps it on the backend's options), not torch's 30-minute default
+        assert dist.group.WORLD._get_backend(torch.device("cpu")).options._timeout == timedelta(seconds=42)
+        assert distributed.init_process_group() is True  # an existing group (e.g. Ray Train's) is kept
+    finally:
+        dist.destroy_process_group()
+
+
 # ---------------------------------------------------------------------------------------------- slow: two ranks
 def join_group(rank: int, init_file: str) -> None:
     torch.set_num_threads(1)  # two ranks on two cores
