@@ -44,8 +44,6 @@ ONLINE_MODES = ("random", "sequential")
 LAUNCHER_VARIABLES = (("RANK", "WORLD_SIZE"), ("SLURM_PROCID", "SLURM_NTASKS"))
 LOCAL_RANK_VARIABLES = ("LOCAL_RANK", "SLURM_LOCALID")
 
-Group = Optional[dist.ProcessGroup]
-
 
 # ---------------------------------------------------------------------------------------------- process group
 def backend_for(device: Union[str, torch.device]) -> str:
@@ -76,6 +74,8 @@ def init_process_group(device: Union[str, torch.device] = "cpu", *, timeout_s: f
     if not (isinstance(timeout_s, (int, float)) and timeout_s > 0):
         raise ValueError(f"timeout_s must be a number of seconds > 0; got {timeout_s!r}")
     backend = backend_for(device)
+    if not dist.is_available():
+        raise RuntimeError("this torch build has no torch.distributed (torch.distributed.is_available() is False)")
     if dist.is_initialized():
         logger.info("a process group already exists (rank %d of %d); keeping it", dist.get_rank(), dist.get_world_size())
         return True
@@ -145,7 +145,7 @@ def shard_bounds(n_rows: int, rank: int, world_size: int) -> slice:
 
 
 # ---------------------------------------------------------------------------------------------- training
-def train(som: SOM, shard: Any, num_iteration: int, mode: str = "batch", *, group: Group = None,
+def train(som: SOM, shard: Any, num_iteration: int, mode: str = "batch", *, group: Optional["dist.ProcessGroup"] = None,
           accumulate: str = "float64", verbose: Optional[bool] = False) -> SOM:
     """Distributed training in ``mode``: only ``"batch"`` (:func:`train_batch`) can be distributed."""
     if mode in ONLINE_MODES:
@@ -157,7 +157,7 @@ def train(som: SOM, shard: Any, num_iteration: int, mode: str = "batch", *, grou
     return train_batch(som, shard, num_iteration, group=group, accumulate=accumulate, verbose=verbose)
 
 
-def train_batch(som: SOM, shard: Any, num_epochs: int, *, group: Group = None, accumulate: str = "float64",
+def train_batch(som: SOM, shard: Any, num_epochs: int, *, group: Optional["dist.ProcessGroup"] = None, accumulate: str = "float64",
                 verbose: Optional[bool] = False) -> SOM:
     """``num_epochs`` epochs of the batch map over the shards of all ranks (module docstring); returns ``som``.
 
@@ -184,7 +184,7 @@ def train_batch(som: SOM, shard: Any, num_epochs: int, *, group: Group = None, a
 
 
 # ---------------------------------------------------------------------------------------------- initialisation
-def random_weights_init(som: SOM, shard: Any, group: Group = None) -> None:
+def random_weights_init(som: SOM, shard: Any, group: Optional["dist.ProcessGroup"] = None) -> None:
     """The weights of ``som.random_weights_init(all_rows)`` on the shards concatenated in rank order, bit for bit.
 
     Every rank draws ``randint(N_total, size=M)`` from its SOM's RandomState (MiniSom's draw, so the RandomStates
@@ -205,7 +205,7 @@ def random_weights_init(som: SOM, shard: Any, group: Group = None) -> None:
     som.set_weights(chosen.reshape(som.x, som.y, som.input_len))
 
 
-def pca_weights_init(som: SOM, shard: Any, group: Group = None) -> None:
+def pca_weights_init(som: SOM, shard: Any, group: Optional["dist.ProcessGroup"] = None) -> None:
     """The weights of ``som.pca_weights_init(all_rows)`` on the shards concatenated in rank order (to ~1e-15).
 
     mean = Σ_r Σ_{n∈r} x_n / N, then C = Σ_r Σ_{n∈r} (x_n − mean)ᵀ(x_n − mean) / (N − 1) in float64, both all-reduced,
@@ -230,7 +230,7 @@ def pca_weights_init(som: SOM, shard: Any, group: Group = None) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- evaluation
-def evaluate(som: SOM, shard: Any, group: Group = None) -> SOMEvaluation:
+def evaluate(som: SOM, shard: Any, group: Optional["dist.ProcessGroup"] = None) -> SOMEvaluation:
     """``SOM.evaluate`` over the shards of all ranks: ``bmu`` holds the local shard's BMUs (its rows, in order);
     ``quantization_error`` and ``topographic_error`` are over all ranks' rows, ``n`` their total.
 
@@ -262,10 +262,10 @@ class _World:
     error on one rank (bad rows, a failing data source) stops every rank at once, with that rank's error message,
     instead of leaving the others waiting in the collective."""
 
-    def __init__(self, group: Group, device: torch.device) -> None:
-        if group is not None and not dist.is_initialized():
+    def __init__(self, group: Optional["dist.ProcessGroup"], device: torch.device) -> None:
+        self.active = dist.is_available() and dist.is_initialized()
+        if group is not None and not self.active:
             raise RuntimeError("a group was given but torch.distributed is not initialised; call init_process_group first")
-        self.active = dist.is_initialized()
         self.group, self.device = group, device
         self.rank, self.size = (dist.get_rank(group), dist.get_world_size(group)) if self.active else (0, 1)
         if self.active and dist.get_backend(group) == "nccl" and device.type != "cuda":
