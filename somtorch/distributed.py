@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import os
 import warnings
+import zlib
 from datetime import timedelta
 from typing import Any, Callable, Iterator, Optional, TypeVar, Union
 
@@ -315,16 +316,17 @@ class _World:
         som.weights.copy_(weights)
 
     def agree(self, som: SOM, rows: int, **settings: int) -> torch.Tensor:
-        """One all_gather of (map size, features, settings, shard rows): ValueError on every rank when the ranks
-        disagree. Returns the shard sizes in rank order, int64 (world size,) on the CPU (−1 where not counted)."""
-        mine = torch.tensor([som.x, som.y, som.input_len, *settings.values(), rows], dtype=torch.int64, device=self.device)
+        """One all_gather of (map size, features, the SOM's options, settings, shard rows): ValueError on every rank
+        when the ranks disagree. Returns the shard sizes in rank order, int64 (world size,) on the CPU (−1 where not counted)."""
+        facts = [som.x, som.y, som.input_len, _options_fingerprint(som), *settings.values(), rows]
+        mine = torch.tensor(facts, dtype=torch.int64, device=self.device)
         gathered = [torch.empty_like(mine) for _ in range(self.size)]
         if self.active:
             dist.all_gather(gathered, mine, group=self.group)
         else:
             gathered = [mine]
-        table = torch.stack(gathered).cpu()  # [world, settings + 4]
-        for column, name in enumerate(["x", "y", "input_len", *settings]):
+        table = torch.stack(gathered).cpu()  # [world, settings + 5]
+        for column, name in enumerate(["x", "y", "input_len", "the SOM's options", *settings]):
             values = table[:, column].tolist()
             if len(set(values)) > 1:
                 raise ValueError(f"the ranks disagree on {name}: {values} in rank order; every rank must build the "
@@ -402,6 +404,17 @@ class _Shard:
             yield self.source
         elif self.source is not None:
             yield from self.source
+
+
+def _options_fingerprint(som: SOM) -> int:
+    """CRC-32 of the options that shape a batch epoch (σ, its decay, neighbourhood, topology, distance, dtype);
+    the random seed is left out: the initial weights come from rank 0."""
+    def named(option: Any) -> str:
+        return (getattr(option, "__qualname__", None) or repr(option)) if callable(option) else repr(option)
+
+    options = (som.sigma.hex(), named(som.sigma_decay_function), som.neighborhood_function, som.topology, som.periodic,
+               named(som.activation_distance), str(som.dtype))
+    return zlib.crc32(repr(options).encode())
 
 
 def _check_positive(value: int, name: str) -> None:

@@ -33,8 +33,8 @@ def make_data() -> np.ndarray:
     return centres[rng.integers(3, size=ROWS)] + rng.normal(size=(ROWS, FEATURES))
 
 
-def make_som(seed: int = SEED, dtype: torch.dtype = torch.float64, x: int = 7) -> SOM:
-    return SOM(x, 6, FEATURES, sigma=2.5, random_seed=seed, device="cpu", dtype=dtype)
+def make_som(seed: int = SEED, dtype: torch.dtype = torch.float64, x: int = 7, sigma: float = 2.5) -> SOM:
+    return SOM(x, 6, FEATURES, sigma=sigma, random_seed=seed, device="cpu", dtype=dtype)
 
 
 @pytest.fixture
@@ -259,14 +259,16 @@ class FailingSource:
 
 
 def failure_worker(rank: int, init_file: str, out_dir: str) -> None:
-    """Two caught failures (a NaN row on rank 1; a different map on rank 1), then an uncaught one: rank 1's data
+    """Three caught failures (a NaN row on rank 1; another map size, another σ on rank 1), then an uncaught one: rank 1's data
     source raises in epoch 1, before that epoch's all_reduce. Each rank writes what it raised."""
     join_group(rank, init_file)
     data, raised = make_data(), {}
     bad = data.copy()
     if rank == 1:
         bad[3, 2] = np.nan
-    for case, som, shard in (("nan_row", make_som(), bad), ("other_map", make_som(x=7 + rank), data)):
+    cases = (("nan_row", make_som(), bad), ("other_map", make_som(x=7 + rank), data),
+             ("other_sigma", make_som(sigma=2.5 - rank), data))
+    for case, som, shard in cases:
         try:
             distributed.train_batch(som, shard, EPOCHS)
         except Exception as error:
@@ -301,6 +303,7 @@ def test_a_failing_rank_stops_every_rank_at_once(tmp_path):
     assert rank1["nan_row"].startswith("ValueError") and "NaN" in rank1["nan_row"]
     assert rank0["nan_row"].startswith("RuntimeError: rank 1 failed") and "NaN" in rank0["nan_row"]
     assert all(found["other_map"].startswith("ValueError: the ranks disagree on x: [7, 8]") for found in (rank0, rank1))
+    assert all(found["other_sigma"].startswith("ValueError: the ranks disagree on the SOM's options") for found in (rank0, rank1))
     assert rank1["epoch"] == "RuntimeError: rank 1's source broke on purpose"
     assert rank0["epoch"].startswith("RuntimeError: rank 1 failed while computing the statistics of epoch 1")
     assert "broke on purpose" in rank0["epoch"]
