@@ -15,7 +15,6 @@ with an error.
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Iterator, Optional
@@ -54,8 +53,6 @@ class TorchEngine:
 
     def __post_init__(self) -> None:
         cuda = str(self.device).startswith("cuda") or (self.device == "auto" and torch.cuda.is_available())
-        if cuda and "LOCAL_RANK" in os.environ:
-            torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
         if not dist.is_initialized() and not som_distributed.init_process_group(
                 "cuda" if cuda else "cpu", timeout_s=float(self.timeout_s)):
             raise ValueError(
