@@ -28,7 +28,7 @@ import time
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Iterator, Optional, Sequence
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 import numpy as np
 import torch
@@ -49,7 +49,7 @@ from somtorch.batch import BatchStatistics, check_accumulation, partial_stats
 from somtorch.distances import ActivationDistance, DistanceSpec
 from somtorch.evaluation import SOMEvaluation, non_adjacent
 from somtorch.initialization import pca_plane
-from somtorch.som import PCA_CHUNK_BYTES, SOM, TRAINING_MODES, _check_iterations
+from somtorch.som import PCA_CHUNK_BYTES, SOM, TRAINING_MODES
 
 logger = logging.getLogger(__name__)
 
@@ -76,9 +76,12 @@ class PartitionKernel:
 
     @property
     def device(self) -> torch.device:
-        """The worker's device: its default GPU when the SOM is on CUDA and the worker has CUDA, else its CPU."""
-        wants_cuda = torch.device(self.som_device).type == "cuda"
-        return torch.device("cuda") if wants_cuda and torch.cuda.is_available() else torch.device("cpu")
+        """The worker's device when the SOM is on CUDA: the SOM's GPU if the worker sees it, else the worker's own
+        default GPU (e.g. one GPU per worker process), else its CPU. A CPU SOM computes on the workers' CPUs."""
+        wanted = torch.device(self.som_device)
+        if wanted.type != "cuda" or not torch.cuda.is_available():
+            return torch.device("cpu")
+        return wanted if wanted.index is not None and wanted.index < torch.cuda.device_count() else torch.device("cuda")
 
     def matrix(self, block: Any, index: int) -> torch.Tensor:
         """Partition ``index`` (NumPy block or pandas frame, (rows, D)) validated, in the SOM's dtype, on ``device``.
@@ -124,7 +127,8 @@ def train_batch(som: SOM, data: Any, num_epochs: int, *, client: Optional[Client
     persist: keep the partitions in the workers' memory across epochs (else the source is re-read each epoch).
     Returns ``som``, trained in place.
     """
-    _check_iterations(num_epochs)
+    if isinstance(num_epochs, bool) or not isinstance(num_epochs, (int, np.integer)) or num_epochs < 1:
+        raise ValueError(f"num_epochs must be an integer ≥ 1; got {num_epochs!r}")
     check_accumulation(accumulate)
     with _client_for(client) as active:
         collection = active.persist(_as_collection(data, som.input_len)) if persist else _as_collection(data, som.input_len)
@@ -136,7 +140,7 @@ def train_batch(som: SOM, data: Any, num_epochs: int, *, client: Optional[Client
             started = time.perf_counter()
             weights = _broadcast(active, _flat_weights(som))
             parts = [stats_of(block, kernel, weights, index, accumulate) for index, block in enumerate(partitions)]
-            sums, counts = active.compute(_merge_in_order(parts, _add_stats)).result()
+            sums, counts = _merged_in_order(active, parts, _add_stats)
             if not counts.sum():
                 raise ValueError("data has no rows: every partition is empty")
             som.apply_update(BatchStatistics(torch.from_numpy(sums), torch.from_numpy(counts)), som.batch_sigma(epoch, num_epochs))
@@ -194,7 +198,7 @@ def pca_weights_init(som: SOM, data: Any, *, client: Optional[Client] = None) ->
         kernel = _broadcast(active, PartitionKernel.of(som))
         moments_of = dask.delayed(_partition_moments, pure=True)
         parts = [moments_of(block, kernel, index) for index, block in enumerate(partitions)]
-        n, mean, cross = active.compute(_merge_in_order(parts, _add_moments)).result()
+        n, mean, cross = _merged_in_order(active, parts, _add_moments)
     if n < 2:
         raise ValueError("pca_weights_init needs at least 2 samples")
     som.set_weights(pca_plane(mean, cross / (n - 1), som.x, som.y))
@@ -215,7 +219,9 @@ def bmu_indices(som: SOM, data: Any) -> da.Array:
 
 def evaluate(som: SOM, data: Any, *, client: Optional[Client] = None) -> SOMEvaluation:
     """``som.evaluate`` on all rows: QE = Σ_p Σ ‖x − w_c‖ / N and TE = Σ_p #non-adjacent(c, c′) / N from
-    per-partition sums (euclidean two-best search), and the BMUs under ``activation_distance`` (on som's device)."""
+    per-partition sums (euclidean two-best search), and the BMUs under ``activation_distance`` (on som's device).
+
+    The BMUs (N int64) come back to the client; :func:`bmu_indices` keeps them lazy, in the cluster."""
     two_best = som.n_neurons > 1
     if not two_best:
         warnings.warn("The topographic error is not defined for a 1-by-1 map.", stacklevel=2)
@@ -294,17 +300,18 @@ def _flat_weights(som: SOM) -> np.ndarray:
     return som.get_weights().reshape(som.n_neurons, som.input_len)
 
 
-def _merge_in_order(parts: Sequence[Delayed], add: Any) -> Delayed:
-    """Σ parts as a fixed tree: consecutive groups of MERGE_FAN_IN summed left to right, until one is left."""
+def _merged_in_order(client: Client, parts: Sequence[Delayed], add: Callable[[Any, Any], Any]) -> Any:
+    """Σ parts in a fixed order: consecutive groups of MERGE_FAN_IN summed left to right on the workers until at most
+    MERGE_FAN_IN remain, those gathered and summed left to right here (one round trip fewer for few partitions)."""
     merge = dask.delayed(_sum_left_to_right, pure=True)
     level = list(parts)
-    while len(level) > 1:
+    while len(level) > MERGE_FAN_IN:
         level = [merge(add, *level[start:start + MERGE_FAN_IN]) for start in range(0, len(level), MERGE_FAN_IN)]
-    return level[0]
+    return _sum_left_to_right(add, *client.compute(level, sync=True))
 
 
 # ---------------------------------------------------------------------------------------------- worker side
-def _sum_left_to_right(add: Any, *parts: Any) -> Any:
+def _sum_left_to_right(add: Callable[[Any, Any], Any], *parts: Any) -> Any:
     total = parts[0]
     for part in parts[1:]:
         total = add(total, part)

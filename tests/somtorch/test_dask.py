@@ -89,6 +89,28 @@ def test_float32_som_matches_single_process(client, wine):
     som_dask.train_batch(spread, as_dask(wine, PARTITIONS[2]), EPOCHS, client=client)
     assert spread.weights.dtype == torch.float32
     torch.testing.assert_close(spread.weights, single.weights, rtol=1e-6, atol=1e-6)
+    single_exact, spread_exact = make_som(wine.shape[1], torch.float32), make_som(wine.shape[1], torch.float32)
+    single_exact.train_batch(wine, EPOCHS, accumulate="exact")
+    som_dask.train_batch(spread_exact, as_dask(wine, PARTITIONS[3]), EPOCHS, client=client, accumulate="exact")
+    assert torch.equal(single_exact.weights, spread_exact.weights)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA not available")
+def test_cuda_som_trains_on_the_workers_gpu(client, wine):
+    """In-process workers see the SOM's GPU and search there; exact sums make the weights the single-process ones."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        single, spread = (SOM(6, 5, wine.shape[1], sigma=2.0, random_seed=3, dtype=torch.float64, device="cuda") for _ in range(2))
+    single.train_batch(wine, EPOCHS, accumulate="exact")
+    som_dask.train_batch(spread, as_dask(wine, PARTITIONS[2]), EPOCHS, client=client, accumulate="exact")
+    assert spread.weights.is_cuda and torch.equal(single.weights, spread.weights)
+    kernel = som_dask.PartitionKernel.of(spread)
+    assert kernel.device.type == "cuda"
+
+
+def test_cpu_som_keeps_the_workers_on_their_cpu(wine):
+    assert som_dask.PartitionKernel.of(make_som(wine.shape[1])).device == torch.device("cpu")
 
 
 def test_dataframe_input_matches_single_process(client, wine):
@@ -240,7 +262,7 @@ def test_online_modes_and_bad_arguments_are_refused(client, wine):
         som_dask.train(som, as_dask(wine, PARTITIONS[1]), 10, mode="minibatch", client=client)
     with pytest.raises(ValueError, match=r"accumulate='float32' is not supported; choose one of \['float64', 'exact'\]"):
         som_dask.train_batch(som, as_dask(wine, PARTITIONS[1]), 1, client=client, accumulate="float32")
-    with pytest.raises(ValueError, match="num_iteration must be an integer ≥ 1; got 0"):
+    with pytest.raises(ValueError, match="num_epochs must be an integer ≥ 1; got 0"):
         som_dask.train_batch(som, as_dask(wine, PARTITIONS[1]), 0, client=client)
 
 
