@@ -131,7 +131,9 @@ def train_batch(som: SOM, data: Any, num_epochs: int, *, client: Optional[Client
         raise ValueError(f"num_epochs must be an integer ≥ 1; got {num_epochs!r}")
     check_accumulation(accumulate)
     with _client_for(client) as active:
-        collection = active.persist(_as_collection(data, som.input_len)) if persist else _as_collection(data, som.input_len)
+        collection = _as_collection(data, som.input_len)
+        if persist:  # the persisted collection holds the futures of its partitions: keep it referenced until the end
+            collection = active.persist(collection)
         partitions = _partitions_of(collection)
         kernel = _broadcast(active, PartitionKernel.of(som))
         stats_of = dask.delayed(_partition_stats, pure=True)
