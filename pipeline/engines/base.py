@@ -53,7 +53,7 @@ def make_engine(section: Optional[Mapping[str, Any]], *, device: str = "cpu") ->
         raise ValueError(f"engine.name={name!r} is not supported; valid: {list(ENGINES)}")
     if name == "local":
         from pipeline.engines.local import LocalEngine
-        return LocalEngine()
+        return LocalEngine(**_options(section, LocalEngine.OPTIONS, name))
     if name == "dask":
         from pipeline.engines.dask_engine import DaskEngine
         return DaskEngine(**_options(section, DaskEngine.OPTIONS, name))

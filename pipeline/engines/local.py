@@ -1,6 +1,7 @@
 """The single-process engine: the input is read in chunks by this process, the SOM trains here."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date
 from typing import Optional
 
@@ -11,10 +12,15 @@ from pipeline.sources.transactions import TransactionSource
 from somtorch import SOM
 
 
+@dataclass
 class LocalEngine:
-    """Every stage in this process: the input is one shard (see ``pipeline.engines.base.Engine``)."""
+    """Every stage in this process: the input is one shard (see ``pipeline.engines.base.Engine``). ``accumulate``:
+    the batch map's sums, ``float64`` or ``exact`` (``somtorch.batch``), the reference of a distributed run."""
 
+    OPTIONS = ("accumulate",)
     name, distributed, is_writer, row_parts = "local", False, True, False
+
+    accumulate: str = "float64"
 
     def summarize(self, source: TransactionSource) -> tuple[int, Optional[date]]:
         return source.bigbazaar_summary()
@@ -25,4 +31,4 @@ class LocalEngine:
         return combine_shards([shard], settings, keep_dropped=dropped_sink is None, name=source.name)
 
     def train_batch(self, som: SOM, data: torch.Tensor, epochs: int) -> None:
-        som.train_batch(data, epochs, verbose=None)
+        som.train_batch(data, epochs, verbose=None, accumulate=self.accumulate)
