@@ -10,7 +10,8 @@ re-iterable), a Dask worker reads one block of ``--budget-mb`` / 4 per task (``m
 the worker's own footprint, measured first). Every rank and worker runs one torch thread, so 2 ranks use both cores of
 the 2-core machine. Reported per run: seconds per epoch (the mean of the timed epochs, after one warm-up epoch),
 epochs/s, rows/s, the peak RSS above the process's start, the all-reduce of the statistics (torch ranks: the
-median of 20 all-reduces of the M·(D + 1) sums and M counts, and its share of an epoch), and max|ΔW| / max|W|
+median of 20 all-reduces of the M·(D + 1) sums and M counts, and its share of an epoch; also the all-reduce of a
+100 × 100 map's statistics, for the model in BENCHMARKS.md), and max|ΔW| / max|W|
 against the 1-rank weights. Writes benchmarks/results/scaleout-<date>.{json,md}.
 """
 from __future__ import annotations
@@ -36,6 +37,7 @@ RESULTS = REPO_ROOT / "benchmarks" / "results"
 SIGMA = 3.0
 SEED = 0
 ALL_REDUCE_REPEATS = 20
+PAPER_MAP_NEURONS = 100 * 100  # the all-reduce of a 100 x 100 map's statistics is timed too (BENCHMARKS.md model)
 
 
 def data_file(rows: int, features: int) -> Path:
@@ -111,7 +113,14 @@ def torch_rank(rank: int, world: int, init_file: str, args: dict[str, Any], out_
         dist.all_reduce(sums)
         dist.all_reduce(counts)
         reduce_s.append(time.perf_counter() - began)
+    paper = torch.zeros(PAPER_MAP_NEURONS, som.input_len + 1, dtype=torch.float64)  # a 100 x 100 map's S and c
+    paper_s = []
+    for _ in range(ALL_REDUCE_REPEATS):
+        began = time.perf_counter()
+        dist.all_reduce(paper)
+        paper_s.append(time.perf_counter() - began)
     result = {"rank": rank, "epoch_s": epoch_s, "all_reduce_s": statistics.median(reduce_s),
+              "paper_all_reduce_s": statistics.median(paper_s),
               "rss_above_start_mb": (peak_rss_bytes() - start_rss) / 2**20, "rows": bounds.stop - bounds.start}
     Path(out_dir, f"rank{rank}.json").write_text(json.dumps(result))
     if rank == 0:
@@ -131,6 +140,7 @@ def run_torch(world: int, args: dict[str, Any]) -> tuple[dict[str, Any], np.ndar
     reduce_s = max(rank["all_reduce_s"] for rank in ranks)
     return {"engine": "torch.distributed (gloo)", "workers": world, "epoch_s": epoch_s,
             "all_reduce_ms": 1e3 * reduce_s, "reduce_share": reduce_s / epoch_s,
+            "all_reduce_100x100_ms": 1e3 * max(rank["paper_all_reduce_s"] for rank in ranks),
             "peak_rss_above_start_mb": max(rank["rss_above_start_mb"] for rank in ranks)}, weights
 
 

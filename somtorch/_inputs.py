@@ -1,7 +1,8 @@
 """Validation and conversion of user inputs: devices, dtypes, and data matrices."""
 from __future__ import annotations
 
-from typing import Any, Callable, Optional, Union
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, Optional, Union
 
 import numpy as np
 import torch
@@ -135,3 +136,14 @@ def as_sample(x: Any, input_len: int, device: torch.device, dtype: torch.dtype) 
     """One sample as a validated (1, input_len) tensor."""
     host = to_host_matrix(x, "x")
     return as_matrix(host.reshape(1, -1), input_len, device, dtype, name="x")
+
+
+@contextmanager
+def matmul_precision(allow_tf32: bool) -> Iterator[None]:
+    """Let CUDA matrix products use TF32 inside the block only when ``allow_tf32``; the previous setting after."""
+    previous = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = allow_tf32
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = previous

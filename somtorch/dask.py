@@ -28,7 +28,7 @@ import time
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Optional, Sequence
+from typing import Any, Callable, ContextManager, Iterator, Optional, Sequence
 
 import numpy as np
 import torch
@@ -44,7 +44,7 @@ except ImportError as error:  # pragma: no cover - exercised only without dask
     raise ImportError("somtorch.dask needs Dask: pip install 'dask[dataframe,distributed]'") from error
 
 from somtorch import bmu as bmu_search
-from somtorch._inputs import check_matrix, to_host_matrix
+from somtorch._inputs import check_matrix, matmul_precision, to_host_matrix
 from somtorch.batch import BatchStatistics, check_accumulation, partial_stats
 from somtorch.distances import ActivationDistance, DistanceSpec
 from somtorch.evaluation import SOMEvaluation, non_adjacent
@@ -103,15 +103,9 @@ class PartitionKernel:
     def distance(self) -> ActivationDistance:
         return ActivationDistance(self.activation_distance)
 
-    @contextmanager
-    def precision(self) -> Iterator[None]:
+    def precision(self) -> ContextManager[None]:
         """TF32 CUDA products only where the SOM allows them (as ``SOM._matmul_precision``)."""
-        previous = torch.backends.cuda.matmul.allow_tf32
-        torch.backends.cuda.matmul.allow_tf32 = self.allow_tf32
-        try:
-            yield
-        finally:
-            torch.backends.cuda.matmul.allow_tf32 = previous
+        return matmul_precision(self.allow_tf32)
 
 
 # ---------------------------------------------------------------------------------------------- public API

@@ -21,7 +21,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .distances import ActivationDistance
-from .neighborhoods import GridTables, MapNeighborhood
+from .neighborhoods import MapNeighborhood
 
 logger = logging.getLogger(__name__)
 

@@ -12,17 +12,16 @@ import logging
 import math
 import warnings
 from collections import Counter, defaultdict
-from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Iterator, Optional, Sequence, Union
+from typing import Any, ContextManager, Iterator, Optional, Sequence, Union
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from . import bmu as bmu_search
-from ._inputs import DeviceSpec, as_matrix, as_sample, resolve_device, resolve_dtype
+from ._inputs import DeviceSpec, as_matrix, as_sample, matmul_precision, resolve_device, resolve_dtype
 from .decay import LEARNING_RATE_DECAYS, SIGMA_DECAYS, DecaySpec, decay_schedule, resolve_decay
 from .distances import ActivationDistance, DistanceSpec
 from .evaluation import SOMEvaluation, euclidean_evaluation
@@ -166,15 +165,9 @@ class SOM:
     def _data(self, data: Any) -> torch.Tensor:
         return as_matrix(data, self.input_len, self.device, self.dtype)
 
-    @contextmanager
-    def _matmul_precision(self) -> Iterator[None]:
+    def _matmul_precision(self) -> ContextManager[None]:
         """Enable TF32 for CUDA matrix products only when ``allow_tf32`` was asked for."""
-        previous = torch.backends.cuda.matmul.allow_tf32
-        torch.backends.cuda.matmul.allow_tf32 = self.allow_tf32
-        try:
-            yield
-        finally:
-            torch.backends.cuda.matmul.allow_tf32 = previous
+        return matmul_precision(self.allow_tf32)
 
     # ------------------------------------------------------------------ initialisation
     def random_weights_init(self, data: Any) -> None:

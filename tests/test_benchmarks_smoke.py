@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -101,3 +102,17 @@ def test_pca_memory_benchmark_reports_each_size() -> None:
     lines = completed.stdout.strip().splitlines()
     assert [line.split("×")[0].strip() for line in lines] == ["3,000", "5,000"]
     assert all("peak above it" in line and line.endswith(" s") for line in lines)
+
+
+@pytest.mark.slow
+def test_scaleout_benchmark_reports_every_engine_with_equal_weights(tmp_path) -> None:
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "scaleout.py"
+    completed = subprocess.run([sys.executable, str(script), "--rows", "20000", "--features", "8", "--side", "5",
+                                "--epochs", "1", "--budget-mb", "1", "--no-write"],
+                               capture_output=True, text=True, timeout=300, env={**os.environ, "HOME": str(tmp_path)})
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    runs = [json.loads(line) for line in completed.stdout.splitlines() if line.startswith("{")]
+    assert [(run["engine"].split()[0], run["workers"]) for run in runs] == [
+        ("torch.distributed", 1), ("torch.distributed", 2), ("Dask", 1), ("Dask", 2)]
+    assert all(run["weights_vs_1_rank"] < 1e-6 for run in runs)  # float32 weights, float64 sums
+    assert all(run["epoch_s"] > 0 and run["rows_per_s"] > 0 for run in runs)

@@ -128,6 +128,7 @@ def run(cfg: Mapping[str, Any]) -> dict[str, Any]:
             metrics = run_metrics(segmenter, outputs.sizes, timings=timings, config=config,
                                   objective_name=objective_name, objective=objective)
             metrics["segments"] = outputs.description.to_metrics()
+            metrics["engine"] = engine.name
             if truth is not None:
                 assignments = segmenter.training_.row_segments(segmenter.id_column)
                 metrics["recovery"] = score_against_truth(assignments, truth, id_column=segmenter.id_column).as_dict()

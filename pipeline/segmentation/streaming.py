@@ -29,7 +29,6 @@ from pipeline.features.customer_aggregates import BigBazaarCustomerAggregates
 from pipeline.sources.bigbazaar_columnar import BigBazaarCleaner
 from pipeline.sources.cleaning import REASON, CleanResult
 from pipeline.sources.loading import ROW_ID
-from pipeline.sources.transactions import TransactionSource
 
 logger = logging.getLogger(__name__)
 

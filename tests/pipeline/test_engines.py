@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
-import torch
 
 from pipeline.app.run import run
 from pipeline.engines.base import make_engine
