@@ -4,9 +4,10 @@ data larger than one worker's memory budget, with the all-reduce's share of an e
     python benchmarks/scaleout.py                      # 8e6 x 32 float32 (1 GiB on disk), 20 x 20 map, 3 epochs
     python benchmarks/scaleout.py --rows 1e6 --epochs 2 --budget-mb 64     # a quick run
 
-The data is a float32 .npy file (cached under ~/.cache/somtorch-bench/scaleout). No worker ever holds its share:
-a torch rank streams its rows from a memory map in chunks of ``--budget-mb`` / 4 (``ChunkSource`` over a
-re-iterable), a Dask worker reads one block of ``--budget-mb`` / 4 per task (``memory_limit`` = ``--budget-mb`` plus
+The data is a float32 .npy file (cached under ~/.cache/somtorch-bench/scaleout), read with plain file reads (a
+memory map's pages would count in the reader's RSS). No worker ever holds its share:
+a torch rank streams its rows from a memory map in chunks of ``--budget-mb`` / 8 (``ChunkSource`` over a
+re-iterable), a Dask worker reads one block of ``--budget-mb`` / 8 per task (``memory_limit`` = ``--budget-mb`` plus
 the worker's own footprint, measured first). Every rank and worker runs one torch thread, so 2 ranks use both cores of
 the 2-core machine. Reported per run: seconds per epoch (the mean of the timed epochs, after one warm-up epoch),
 epochs/s, rows/s, the peak RSS above the process's start, the all-reduce of the statistics (torch ranks: the
@@ -21,7 +22,6 @@ import datetime as dt
 import json
 import os
 import platform
-import resource
 import statistics
 import sys
 import tempfile
@@ -60,21 +60,39 @@ def data_file(rows: int, features: int) -> Path:
     return path
 
 
-class MemmapChunks:
-    """Rows ``bounds`` of a .npy file as a re-iterable of (chunk_rows, D) arrays read from a memory map: each epoch
-    reads them again, so no more than one chunk is resident at a time."""
+def npy_header(file: Any) -> tuple[int, int]:
+    """(rows, features) of the float32 .npy file open in ``file``, which is left at the first value."""
+    version = np.lib.format.read_magic(file)
+    read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    shape, _, _ = read(file)
+    return shape
+
+
+def npy_shape(path: str | Path) -> tuple[int, int]:
+    """(rows, features) of a float32 .npy file, from its header."""
+    with open(path, "rb") as file:
+        return npy_header(file)
+
+
+def read_rows(path: str | Path, start: int, stop: int) -> np.ndarray:
+    """Rows [start, stop) of a float32 (rows, features) .npy file, read with plain file reads: no memory map, whose
+    pages would count in the reader's RSS until it is unmapped."""
+    with open(path, "rb") as file:
+        _, features = npy_header(file)
+        file.seek(file.tell() + start * features * 4)
+        return np.fromfile(file, dtype=np.float32, count=(stop - start) * features).reshape(stop - start, features)
+
+
+class FileChunks:
+    """Rows ``bounds`` of a .npy file as a re-iterable of (chunk_rows, D) arrays: each epoch reads them from the file
+    again, so no more than one chunk is resident at a time."""
 
     def __init__(self, path: Path, bounds: slice, chunk_rows: int) -> None:
         self.path, self.bounds, self.chunk_rows = path, bounds, chunk_rows
 
     def __iter__(self) -> Iterator[np.ndarray]:
-        rows = np.load(self.path, mmap_mode="r")
         for start in range(self.bounds.start, self.bounds.stop, self.chunk_rows):
-            yield np.array(rows[start:min(start + self.chunk_rows, self.bounds.stop)])
-
-
-def peak_rss_bytes() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+            yield read_rows(self.path, start, min(start + self.chunk_rows, self.bounds.stop))
 
 
 def new_som(features: int, side: int) -> Any:
@@ -91,14 +109,17 @@ def torch_rank(rank: int, world: int, init_file: str, args: dict[str, Any], out_
     from somtorch import distributed as som_distributed
     from somtorch.streaming import ChunkSource
 
+    from benchmarks.memory import current_rss_bytes, peak_rss_bytes, reset_peak_rss
+
     torch.set_num_threads(1)
-    start_rss = peak_rss_bytes()
+    reset_peak_rss()  # VmHWM of this process (ru_maxrss would carry the launching process's peak over the exec)
+    start_rss = current_rss_bytes()
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world,
                             timeout=dt.timedelta(seconds=600))
-    rows = np.load(args["path"], mmap_mode="r").shape[0]
+    rows = npy_shape(args["path"])[0]
     som = new_som(args["features"], args["side"])
     bounds = som_distributed.shard_bounds(rows, rank, world)
-    source = ChunkSource(MemmapChunks(Path(args["path"]), bounds, args["chunk_rows"]), som.input_len, som.device, som.dtype)
+    source = ChunkSource(FileChunks(Path(args["path"]), bounds, args["chunk_rows"]), som.input_len, som.device, som.dtype)
     som_distributed.train_batch(som, source, 1)  # warm-up epoch (thread pools, page cache)
     dist.barrier()
     started = time.perf_counter()
@@ -145,11 +166,6 @@ def run_torch(world: int, args: dict[str, Any]) -> tuple[dict[str, Any], np.ndar
 
 
 # ------------------------------------------------------------------------------------------------ Dask workers
-def read_block(path: str, start: int, stop: int) -> np.ndarray:
-    """Rows [start, stop) of the .npy file (runs on a worker)."""
-    return np.array(np.load(path, mmap_mode="r")[start:stop])
-
-
 def worker_rss() -> int:
     import psutil
 
@@ -162,9 +178,9 @@ def run_dask(workers: int, args: dict[str, Any]) -> tuple[dict[str, Any], np.nda
     from distributed import Client, LocalCluster
     from somtorch import dask as som_dask
 
-    rows = np.load(args["path"], mmap_mode="r").shape[0]
+    rows = npy_shape(args["path"])[0]
     features = args["features"]
-    blocks = [da.from_delayed(dask.delayed(read_block)(args["path"], start, min(start + args["chunk_rows"], rows)),
+    blocks = [da.from_delayed(dask.delayed(read_rows)(args["path"], start, min(start + args["chunk_rows"], rows)),
                               shape=(min(start + args["chunk_rows"], rows) - start, features), dtype=np.float32)
               for start in range(0, rows, args["chunk_rows"])]
     data = da.concatenate(blocks)
@@ -209,7 +225,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     rows = int(args.rows)
     path = data_file(rows, args.features)
-    chunk_rows = max(1, int(args.budget_mb * 2**20 / 4 / (4 * args.features)))
+    # a block is an eighth of the budget: the block, its tensor and the float64 copy the sums take fit twice over
+    chunk_rows = max(1, int(args.budget_mb * 2**20 / 8 / (4 * args.features)))
     settings = {"path": str(path), "features": args.features, "side": args.side, "epochs": args.epochs,
                 "chunk_rows": chunk_rows, "budget_mb": args.budget_mb}
     settings["worker_footprint_mb"] = worker_footprint_mb() if "dask" in args.engines else 0.0
@@ -245,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
 def markdown(report: dict[str, Any]) -> str:
     lines = [f"Batch map, {report['rows']:,} × {report['features']} float32 ({report['data_mb']:,.0f} MiB), "
              f"{report['map'][0]}×{report['map'][1]} map, {report['machine']}, {report['date']}",
-             "", "| engine | workers | s / epoch | epochs/s | rows/s | speed-up | all-reduce | share | memory | max|ΔW|/max|W| |",
+             "", "| engine | workers | s / epoch | epochs/s | rows/s | speed-up | all-reduce | share | memory | ΔW (max, rel.) |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     first = {}
     for run in report["runs"]:
