@@ -47,6 +47,11 @@ OPTUNA_INSTALL_HINT = (
     "hparams_search needs the Optuna sweeper plugin, which is not installed: "
     "run `pip install -r requirements-sweep.txt` and try again"
 )
+# hydra/launcher options (presets in configs/hydra/launcher and the plugins' own) -> (plugin module, install hint)
+_SUBMITIT = ("hydra_plugins.hydra_submitit_launcher", "run `pip install -r requirements-cluster.txt` and try again")
+_RAY = ("hydra_plugins.hydra_ray_launcher", 'run `pip install -e ".[ray]"` (in an environment without dask) and try again')
+LAUNCHER_PLUGINS = {"slurm": _SUBMITIT, "local_jobs": _SUBMITIT, "submitit_slurm": _SUBMITIT,
+                    "submitit_local": _SUBMITIT, "ray_cluster": _RAY, "ray": _RAY, "ray_aws": _RAY}
 # Errors that describe bad input or an unusable machine: reported in one line instead of a traceback
 # (OSError covers a missing file and an unwritable output folder).
 USER_ERRORS = (ValueError, TypeError, OSError, RuntimeError)
@@ -157,8 +162,8 @@ def _one_line(error: BaseException) -> str:
 
 
 def missing_plugin_message(arguments: Sequence[str]) -> str | None:
-    """The install hint when the command line selects an ``hparams_search`` preset or the Optuna sweeper and the
-    plugin is not installed; None otherwise."""
+    """The install hint when the command line selects an ``hparams_search`` preset or the Optuna sweeper, or a
+    launcher of a plugin (Slurm, local jobs, Ray), and the plugin is not installed; None otherwise."""
     for argument in arguments:
         key, _, value = argument.lstrip("+~").partition("=")
         wants_optuna = (key == "hparams_search" and value not in ("", "null")) or (
@@ -166,7 +171,14 @@ def missing_plugin_message(arguments: Sequence[str]) -> str | None:
         )
         if wants_optuna and importlib.util.find_spec(OPTUNA_PLUGIN) is None:
             return OPTUNA_INSTALL_HINT
+        plugin, hint = LAUNCHER_PLUGINS.get(value, (None, None)) if key == "hydra/launcher" else (None, None)
+        if plugin and not _plugin_installed(plugin):
+            return f"hydra/launcher={value} needs a launcher plugin that is not installed: {hint}"
     return None
+
+
+def _plugin_installed(module: str) -> bool:
+    return importlib.util.find_spec("hydra_plugins") is not None and importlib.util.find_spec(module) is not None
 
 
 def unwritable_run_folder_message(arguments: Sequence[str]) -> str | None:

@@ -229,6 +229,15 @@ def test_optuna_request_without_the_plugin_gives_the_install_line(monkeypatch):
     assert train.missing_plugin_message(["som.x=8", "hparams_search=null"]) is None
 
 
+def test_a_launcher_without_its_plugin_gives_the_install_line(monkeypatch):
+    import train
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *args: None)
+    assert "pip install -r requirements-cluster.txt" in train.missing_plugin_message(["-m", "hydra/launcher=slurm"])
+    assert ".[ray]" in train.missing_plugin_message(["-m", "hydra/launcher=ray_cluster"])
+    assert train.missing_plugin_message(["-m", "hydra/launcher=joblib"]) is None  # in requirements.txt
+
+
 # ---------------------------------------------------------------- the sweep summary, on hand-made job folders
 def make_job(folder: Path, number: int, overrides: list[str], *, metrics: dict | None = None,
              failure: dict | None = None) -> Path:
