@@ -7,15 +7,15 @@ as N processes ("ranks"), each reading its share of the input.
       └─ SOM (batch map only): ``somtorch.distributed.train_batch`` on rank r's block of the units
            (per epoch one all-reduce of the per-neuron sums and counts; every rank ends with the same weights)
 
-Every rank holds the merged customer aggregates, the units and 16 bytes per kept row; only rank 0 (``is_writer``)
-writes the outputs, the dropped rows of every rank included. The process group's timeout (``timeout_s``) bounds how
+Every rank holds the merged customer aggregates and the units. Only rank 0 (``is_writer``) writes the outputs: it
+gathers every rank's kept rows (16 bytes each: row_id, customer id) and dropped rows; the other ranks keep none. The process group's timeout (``timeout_s``) bounds how
 long a rank waits in a collective for a rank that died; torchrun itself stops the other ranks as soon as one exits
 with an error.
 """
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Iterator, Optional
 
@@ -23,7 +23,14 @@ import polars as pl
 import torch
 import torch.distributed as dist
 
-from pipeline.segmentation.streaming import CleaningSettings, DroppedSink, StreamedCustomers, clean_shard, combine_shards
+from pipeline.segmentation.streaming import (
+    CleaningSettings,
+    DroppedSink,
+    StreamedCustomers,
+    clean_shard,
+    combine_shards,
+    without_rows,
+)
 from pipeline.sources.transactions import TransactionSource, merge_summaries
 from somtorch import SOM
 from somtorch import distributed as som_distributed
@@ -80,11 +87,16 @@ class TorchEngine:
 
     def stream(self, source: TransactionSource, settings: CleaningSettings,
                dropped_sink: Optional[DroppedSink]) -> StreamedCustomers:
-        """``clean_shard`` of this rank's share, every rank's pass gathered and merged in rank order; rank 0 hands
-        the dropped rows of all ranks to ``dropped_sink``."""
+        """``clean_shard`` of this rank's share; every rank's totals all-gathered and merged in rank order, the kept
+        and dropped rows gathered to rank 0 only, which hands the dropped rows to ``dropped_sink``."""
         shard = clean_shard(self._chunks(source), settings)
         passes: list = [None] * self.world_size
-        dist.all_gather_object(passes, shard)
+        dist.all_gather_object(passes, without_rows(shard))  # the customers' totals: every rank needs them
+        rows: list | None = [None] * self.world_size if self.is_writer else None
+        dist.gather_object((shard.row_ids, shard.customer_ids, shard.dropped), rows, dst=0)  # rank 0 writes the rows
+        if rows is not None:
+            passes = [replace(each, row_ids=ids, customer_ids=customers, dropped=dropped)
+                      for each, (ids, customers, dropped) in zip(passes, rows)]
         if dropped_sink is not None and self.is_writer:
             for each in passes:
                 if each.dropped is not None:

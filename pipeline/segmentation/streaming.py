@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from typing import Optional
 
@@ -109,9 +109,11 @@ class ShardPass:
     merged with the other shards' in input order by ``combine_shards``.
 
     ``dropped`` holds the shard's dropped rows, or None when they went to a sink (or were written by a worker).
+    ``n_kept`` counts the kept rows also where ``row_ids`` and ``customer_ids`` were left out (``without_rows``).
     """
 
     n_input: int
+    n_kept: int
     reasons: Counter
     parse_counters: dict
     aggregates: BigBazaarCustomerAggregates
@@ -119,6 +121,12 @@ class ShardPass:
     customer_ids: np.ndarray
     latest: Optional[date]
     dropped: Optional[pl.DataFrame]
+
+
+def without_rows(shard: ShardPass) -> ShardPass:
+    """``shard`` without its row arrays and dropped rows: what a process that writes no row output needs."""
+    empty = np.empty(0, np.int64)
+    return replace(shard, row_ids=empty, customer_ids=empty, dropped=None)
 
 
 def clean_shard(chunks: Iterable[pl.DataFrame], settings: CleaningSettings,
@@ -149,7 +157,7 @@ def clean_shard(chunks: Iterable[pl.DataFrame], settings: CleaningSettings,
             chunk_latest = clean.get_column("transactionDate").max()
             latest = chunk_latest if latest is None else max(latest, chunk_latest)
     return ShardPass(
-        n_input=n_input, reasons=reasons, parse_counters=cleaner.counters_, aggregates=aggregates,
+        n_input=n_input, n_kept=int(sum(len(ids) for ids in row_ids)), reasons=reasons, parse_counters=cleaner.counters_, aggregates=aggregates,
         row_ids=np.concatenate(row_ids).astype(np.int64, copy=False) if row_ids else np.empty(0, np.int64),
         customer_ids=np.concatenate(customer_ids) if customer_ids else np.empty(0, np.int64), latest=latest,
         dropped=None if dropped_sink is not None else (pl.concat(kept_dropped, how="vertical_relaxed") if kept_dropped else None),
@@ -173,7 +181,7 @@ def combine_shards(passes: Sequence[ShardPass], settings: CleaningSettings, *, k
             latest = shard.latest if latest is None else max(latest, shard.latest)
     checker.check_parseable()
     n_input = sum(shard.n_input for shard in passes)
-    n_kept = sum(len(shard.row_ids) for shard in passes)
+    n_kept = sum(shard.n_kept for shard in passes)
     dropped_frame = None
     if keep_dropped:
         frames = [shard.dropped for shard in passes if shard.dropped is not None]
