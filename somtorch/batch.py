@@ -104,7 +104,7 @@ def partial_stats(chunks: Iterable[torch.Tensor], W: torch.Tensor, distance: Act
     stats = BatchStatistics.zeros(W.shape[0], W.shape[1], accumulate=accumulate, device=W.device)
     for chunk in chunks:
         if accumulate == "exact":
-            for part, X, bmu in bmu_search.iter_bmus(chunk, W, distance, chunk_bytes):
+            for _, X, bmu in bmu_search.iter_bmus(chunk, W, distance, chunk_bytes):
                 limbs = fixed_point_limbs(X)
                 stats.sums[0].index_add_(0, bmu, limbs[0])
                 stats.sums[1].index_add_(0, bmu, limbs[1])

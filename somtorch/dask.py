@@ -47,7 +47,7 @@ from somtorch import bmu as bmu_search
 from somtorch._inputs import check_matrix, matmul_precision, to_host_matrix
 from somtorch.batch import BatchStatistics, check_accumulation, partial_stats
 from somtorch.distances import ActivationDistance, DistanceSpec
-from somtorch.evaluation import SOMEvaluation, non_adjacent
+from somtorch.evaluation import SOMEvaluation, euclidean_sums
 from somtorch.initialization import pca_plane
 from somtorch.som import PCA_CHUNK_BYTES, SOM, TRAINING_MODES
 
@@ -379,18 +379,9 @@ def _partition_quality(block: Any, kernel: PartitionKernel, weights: np.ndarray,
     with c, c′ the euclidean best and second-best units (as :func:`somtorch.evaluation.euclidean_evaluation`)."""
     X = kernel.matrix(block, index)
     W = kernel.weights(weights)
-    adjacency = torch.tensor(neighbors, device=W.device)
-    bmu = torch.empty(X.shape[0], dtype=torch.long, device=W.device)
-    distances = torch.empty(X.shape[0], dtype=W.dtype, device=W.device)
-    errors = 0
     with kernel.precision():
-        euclidean = ActivationDistance("euclidean")
-        for part, chunk, nearest in bmu_search.iter_nearest(X, W, euclidean, kernel.chunk_bytes, 2 if two_best else 1):
-            bmu[part] = nearest[:, 0]
-            distances[part] = (chunk - W[nearest[:, 0]]).norm(dim=1)
-            if two_best:
-                errors += int(non_adjacent(nearest, adjacency).sum())
-        distance = kernel.distance()
+        sums = euclidean_sums([X], W, torch.tensor(neighbors, device=W.device), kernel.chunk_bytes, two_best)
+        bmu, distance = sums.bmu, kernel.distance()
         if not distance.is_euclidean:
             bmu = bmu_search.best_matching_units(X, W, distance, kernel.chunk_bytes)
-    return bmu.cpu().numpy(), float(distances.to(torch.float64).sum()), errors, int(X.shape[0])
+    return bmu.cpu().numpy(), sums.distance_sum, sums.non_adjacent, sums.n

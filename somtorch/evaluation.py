@@ -51,14 +51,25 @@ def non_adjacent(best_two: torch.Tensor, neighbors: torch.Tensor) -> torch.Tenso
     return ~(neighbors[best_two[:, 0]] == best_two[:, 1:2]).any(1)  # [B, K] → [B]
 
 
-def euclidean_evaluation(chunks: Iterable[torch.Tensor], W: torch.Tensor, neighbors: torch.Tensor, budget_bytes: int,
-                         two_best: bool = True) -> SOMEvaluation:
-    """BMUs, QE and TE of the samples in ``chunks`` (each (B, D) on W's device and dtype) with the euclidean distance.
+@dataclass(frozen=True)
+class EvaluationSums:
+    """The totals behind QE and TE, which add up over shards: ``bmu`` (n,) euclidean BMUs, ``distance_sum``
+    Σ ‖x − w_c‖ (float64), ``non_adjacent`` the samples whose two best units are not adjacent, ``n`` the rows."""
+
+    bmu: torch.Tensor
+    distance_sum: float
+    non_adjacent: int
+    n: int
+
+
+def euclidean_sums(chunks: Iterable[torch.Tensor], W: torch.Tensor, neighbors: torch.Tensor, budget_bytes: int,
+                   two_best: bool = True) -> EvaluationSums:
+    """The ``EvaluationSums`` of the samples in ``chunks`` (each (B, D) on W's device and dtype), euclidean distance.
 
     W: (M, D) weights; neighbors: (M, K) true neighbours of each unit, on W's device. The search splits each input
-    chunk into byte-budget chunks and finds their two best units (only the best where ``two_best`` is False: TE is
-    then NaN). The distances ‖x − w_c‖ of a whole input chunk (B,), in W's dtype, are summed in float64 at once, so
-    QE does not depend on the search's chunk size.
+    chunk into byte-budget chunks and finds their two best units (only the best where ``two_best`` is False:
+    ``non_adjacent`` is then 0). The distances ‖x − w_c‖ of a whole input chunk (B,), in W's dtype, are summed in
+    float64 at once, so the sum does not depend on the search's chunk size. No rows give zero sums.
     """
     euclidean = ActivationDistance("euclidean")
     found, n = [], 0
@@ -75,8 +86,18 @@ def euclidean_evaluation(chunks: Iterable[torch.Tensor], W: torch.Tensor, neighb
         distance_sum += distances.to(torch.float64).sum()
         found.append(bmu)
         n += X.shape[0]
-    if n == 0:
+    bmus = torch.empty(0, dtype=torch.long, device=W.device) if not found else found[0] if len(found) == 1 else torch.cat(found)
+    # the totals are read back once, after the last chunk
+    return EvaluationSums(bmus, float(distance_sum), int(errors), n)
+
+
+def euclidean_evaluation(chunks: Iterable[torch.Tensor], W: torch.Tensor, neighbors: torch.Tensor, budget_bytes: int,
+                         two_best: bool = True) -> SOMEvaluation:
+    """BMUs, QE = distance_sum / n and TE = non_adjacent / n (NaN unless ``two_best``) of the samples in ``chunks``,
+    from :func:`euclidean_sums` (same arguments). ValueError when there are no rows."""
+    sums = euclidean_sums(chunks, W, neighbors, budget_bytes, two_best)
+    if sums.n == 0:
         raise ValueError("data has no rows: the quantization and topographic errors need at least one sample")
-    topographic = int(errors) / n if two_best else math.nan  # the totals are read back once, after the last chunk
-    logger.debug("evaluated %d samples: QE sum %.6g, %d topographic errors", n, float(distance_sum), int(errors))
-    return SOMEvaluation(found[0] if len(found) == 1 else torch.cat(found), float(distance_sum) / n, topographic, n)
+    topographic = sums.non_adjacent / sums.n if two_best else math.nan
+    logger.debug("evaluated %d samples: QE sum %.6g, %d topographic errors", sums.n, sums.distance_sum, sums.non_adjacent)
+    return SOMEvaluation(sums.bmu, sums.distance_sum / sums.n, topographic, sums.n)
