@@ -29,7 +29,7 @@ import torch
 
 from pipeline.outputs.writers import PART_NAME, write_table
 from pipeline.segmentation.streaming import CleaningSettings, DroppedSink, ShardPass, StreamedCustomers, clean_shard, combine_shards
-from pipeline.sources.chunks import scan_bigbazaar_summary
+from pipeline.sources.chunks import number_rows, polars_from_pandas, scan_bigbazaar_summary
 from pipeline.sources.loading import BIGBAZAAR_COLUMNS, BIGBAZAAR_DTYPES, PARQUET_SUFFIXES, ROW_ID, require_columns
 from pipeline.sources.transactions import TransactionSource, merge_summaries
 from somtorch import SOM
@@ -165,18 +165,10 @@ def _partition_chunk(part: pd.DataFrame, from_files: bool, first_row_id: int = 0
     typed."""
     frame = part.reset_index(drop=True)
     require_columns(frame, BIGBAZAAR_COLUMNS, what="Big Bazaar transactions")
-    mixed = {column: "string" for column in frame.columns if frame[column].dtype == object}
-    chunk = pl.from_pandas(frame.astype(mixed) if mixed else frame)
+    chunk = polars_from_pandas(frame)
     if from_files:
         chunk = chunk.with_columns(pl.col(name).cast(pl.Utf8) for name in BIGBAZAAR_DTYPES if name in chunk.columns)
-    if ROW_ID in chunk.columns:  # the input's own ids (a file written by this pipeline), as the local reader keeps them
-        ids = chunk[ROW_ID].cast(pl.Int64, strict=False)
-        if ids.null_count():
-            raise TypeError(f"column {ROW_ID!r} must hold integers, got values {chunk[ROW_ID].filter(ids.is_null()).head(3).to_list()}")
-        positions = ids.alias(ROW_ID)
-    else:
-        positions = pl.int_range(first_row_id, first_row_id + chunk.height, dtype=pl.Int64, eager=True).alias(ROW_ID)
-    return chunk.with_columns(positions).select(ROW_ID, pl.exclude(ROW_ID))
+    return number_rows(chunk, first_row_id)
 
 
 def _partition_summary(part: pd.DataFrame, from_files: bool) -> tuple[int, Optional[date]]:

@@ -44,6 +44,7 @@ from pipeline.segmentation.streaming import (
     DroppedSink,
     resolve_age_reference,
 )
+from pipeline.sources.chunks import polars_from_pandas
 from pipeline.sources.loading import ROW_ID, with_row_id
 from pipeline.sources.transactions import TransactionSource
 from somtorch import SOM
@@ -131,10 +132,7 @@ class _KeptRows:
 def _like(raw: Any, table: pd.DataFrame) -> pd.DataFrame | pl.DataFrame:
     """``table`` as a Polars frame when ``raw`` was one, else as it is (pandas). A column mixing types (the id
     column: parsed ids of kept rows, raw text of dropped ones) becomes text in Polars."""
-    if not isinstance(raw, pl.DataFrame):
-        return table
-    mixed = {column: "string" for column in table.columns if table[column].dtype == object}
-    return pl.from_pandas(table.astype(mixed))
+    return polars_from_pandas(table) if isinstance(raw, pl.DataFrame) else table
 
 
 class CustomerSegmenter:

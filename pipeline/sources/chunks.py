@@ -294,16 +294,22 @@ def _frame_slices(frame: pl.DataFrame | pd.DataFrame, chunk_rows: int, first_row
     row_ids = _RowIds(first_row_id)
     for start in range(0, len(frame), chunk_rows):
         if isinstance(frame, pd.DataFrame):
-            yield row_ids.attach(_polars_from_pandas(frame.iloc[start:start + chunk_rows]))
+            yield row_ids.attach(polars_from_pandas(frame.iloc[start:start + chunk_rows]))
         else:
             yield row_ids.attach(frame.slice(start, chunk_rows))
 
 
-def _polars_from_pandas(part: pd.DataFrame) -> pl.DataFrame:
+def polars_from_pandas(part: pd.DataFrame) -> pl.DataFrame:
     """A pandas slice as Polars; object columns (text mixed with numbers: '12,5x' among floats) become the text
     pandas' astype('string') writes, which is what the pandas cleaners parse."""
     mixed = {column: "string" for column in part.columns if part[column].dtype == object}
     return pl.from_pandas(part.astype(mixed) if mixed else part)
+
+
+def number_rows(frame: pl.DataFrame, first_row_id: int = 0) -> pl.DataFrame:
+    """``frame`` as one chunk of ``read_chunks``: ``row_id`` first, positions from ``first_row_id``, or the frame's
+    own row_id validated as the readers validate it (integers, unique within the frame)."""
+    return _RowIds(first_row_id).attach(frame)
 
 
 class _RowIds:
