@@ -76,7 +76,8 @@ class TorchEngine:
     def summarize(self, source: TransactionSource) -> tuple[int, Optional[date]]:
         """Every rank's (rows, latest date) of its share, gathered: this rank's row_id offset and the input's
         summary."""
-        mine = self._share(source).bigbazaar_summary() if self._has_share(source) else (0, None)
+        share = self._share(source)
+        mine = share.bigbazaar_summary() if share is not None else (0, None)
         summaries: list = [None] * self.world_size
         dist.all_gather_object(summaries, mine)
         self._offset = sum(n for n, _ in summaries[: self.rank])
@@ -108,21 +109,19 @@ class TorchEngine:
         shard = data[som_distributed.shard_bounds(len(data), self.rank, self.world_size)]
         som_distributed.train_batch(som, shard, epochs, accumulate=self.accumulate, verbose=None)
 
-    def _has_share(self, source: TransactionSource) -> bool:
+    def _share(self, source: TransactionSource) -> Optional[TransactionSource]:
+        """This rank's part of the input: a block of its files, or a block of an in-memory frame's rows; None when
+        the block is empty."""
         bounds = som_distributed.shard_bounds(len(source.paths) if source.table is None else len(source.table),
                                               self.rank, self.world_size)
-        return bounds.stop > bounds.start
-
-    def _share(self, source: TransactionSource) -> TransactionSource:
-        """This rank's part of the input: a block of its files, or a block of an in-memory frame's rows."""
+        if bounds.stop == bounds.start:
+            return None
         if source.table is not None:
-            bounds = som_distributed.shard_bounds(len(source.table), self.rank, self.world_size)
-            table = source.table[bounds.start:bounds.stop]
-            return TransactionSource(table=table, chunk_rows=source.chunk_rows)
-        bounds = som_distributed.shard_bounds(len(source.paths), self.rank, self.world_size)
+            return TransactionSource(table=source.table[bounds.start:bounds.stop], chunk_rows=source.chunk_rows)
         return TransactionSource(paths=source.paths[bounds], chunk_rows=source.chunk_rows)
 
     def _chunks(self, source: TransactionSource) -> Iterator[pl.DataFrame]:
         """This rank's chunks, ``row_id`` numbered in the whole input (an input's own row_id is kept)."""
-        if self._has_share(source):
-            yield from self._share(source).chunks(first_row_id=self._offset)
+        share = self._share(source)
+        if share is not None:
+            yield from share.chunks(first_row_id=self._offset)
