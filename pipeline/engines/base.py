@@ -53,14 +53,14 @@ def make_engine(section: Optional[Mapping[str, Any]], *, device: str = "cpu") ->
         raise ValueError(f"engine.name={name!r} is not supported; valid: {list(ENGINES)}")
     if name == "local":
         from pipeline.engines.local import LocalEngine
-        return LocalEngine(**_options(section, LocalEngine.OPTIONS, name))
+        return LocalEngine(**_options(section, LocalEngine.OPTIONS))
     if name == "dask":
         from pipeline.engines.dask_engine import DaskEngine
-        return DaskEngine(**_options(section, DaskEngine.OPTIONS, name))
+        return DaskEngine(**_options(section, DaskEngine.OPTIONS))
     from pipeline.engines.torch_engine import TorchEngine
-    return TorchEngine(device=device, **_options(section, TorchEngine.OPTIONS, name))
+    return TorchEngine(device=device, **_options(section, TorchEngine.OPTIONS))
 
 
-def _options(section: Mapping[str, Any], known: tuple[str, ...], name: str) -> dict[str, Any]:
-    """The options of ``section`` that engine ``name`` reads (the others belong to other engines: ignored)."""
+def _options(section: Mapping[str, Any], known: tuple[str, ...]) -> dict[str, Any]:
+    """The options of ``section`` that the engine reads (``known``; the others belong to other engines: ignored)."""
     return {key: value for key, value in section.items() if key in known and value is not None}

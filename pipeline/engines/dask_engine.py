@@ -46,12 +46,12 @@ class DaskEngine:
     ``address``: an existing scheduler (``tcp://host:8786``); None starts a ``LocalCluster`` of ``n_workers``
     workers × ``threads_per_worker`` threads (``processes``: separate worker processes) with ``memory_limit`` each.
     ``blocksize``: CSV bytes per partition; ``partitions``: partitions of an in-memory frame (default: one per
-    worker thread); ``accumulate``: the batch map's sums (``float64`` or ``exact``, see ``somtorch.batch``);
-    ``chunk_rows``: rows cleaned at a time inside a partition.
+    worker thread; also the blocks of the units the SOM trains on); ``accumulate``: the batch map's sums (``float64``
+    or ``exact``, see ``somtorch.batch``). A partition is cleaned ``source.chunk_rows`` rows at a time.
     """
 
     OPTIONS = ("address", "n_workers", "threads_per_worker", "processes", "memory_limit", "blocksize", "partitions",
-               "accumulate", "chunk_rows")
+               "accumulate")
     name, distributed, is_writer, row_parts = "dask", True, True, True
 
     dropped_dir: Optional[Path] = None
@@ -63,7 +63,6 @@ class DaskEngine:
     blocksize: str = DEFAULT_BLOCKSIZE
     partitions: Optional[int] = None
     accumulate: str = "float64"
-    chunk_rows: int = 100_000
     _client: Any = field(default=None, init=False, repr=False)
     _cluster: Any = field(default=None, init=False, repr=False)
     _offsets: Optional[list[int]] = field(default=None, init=False, repr=False)
@@ -118,8 +117,8 @@ class DaskEngine:
         parts = self._partitions(source)
         if len(parts) != len(self._offsets):
             raise RuntimeError("the input's partitions changed between the two passes")
-        tasks = [dask.delayed(_clean_partition)(part, index, offset, settings, source.table is None, self.chunk_rows,
-                                                str(self.dropped_dir))
+        tasks = [dask.delayed(_clean_partition)(part, index, offset, settings, source.table is None,
+                                                source.chunk_rows, str(self.dropped_dir))
                  for index, (part, offset) in enumerate(zip(parts, self._offsets))]
         passes = list(dask.compute(*tasks))
         return combine_shards(passes, settings, keep_dropped=False, name=source.name)
@@ -130,10 +129,14 @@ class DaskEngine:
         from somtorch.dask import train_batch
 
         units = data.cpu().numpy()
-        blocks = self.partitions or self.n_workers * self.threads_per_worker
-        rows = max(1, -(-len(units) // max(1, blocks)))
+        rows = max(1, -(-len(units) // self._n_blocks))
         train_batch(som, da.from_array(units, chunks=(rows, units.shape[1])), epochs, client=self.client(),
                     accumulate=self.accumulate, verbose=None)
+
+    @property
+    def _n_blocks(self) -> int:
+        """Blocks an in-memory table or the units are cut into: ``partitions``, else one per worker thread."""
+        return max(1, self.partitions or self.n_workers * self.threads_per_worker)
 
     def _partitions(self, source: TransactionSource) -> list[Any]:
         """The input as a list of delayed pandas partitions, in input order."""
@@ -146,7 +149,7 @@ class DaskEngine:
 
         if source.table is not None:
             table = source.table.to_pandas() if isinstance(source.table, pl.DataFrame) else source.table
-            return dd.from_pandas(table.reset_index(drop=True), npartitions=self.partitions or self.n_workers * self.threads_per_worker,
+            return dd.from_pandas(table.reset_index(drop=True), npartitions=self._n_blocks,
                                   sort=False)
         paths = [str(path) for path in source.paths]
         parquet = [path.lower().endswith(PARQUET_SUFFIXES) for path in paths]
