@@ -5,6 +5,7 @@
 """
 from .evaluation import SOMEvaluation
 from .som import SOM
+from .threads import get_num_threads, set_num_threads
 
-__all__ = ["SOM", "SOMEvaluation"]
+__all__ = ["SOM", "SOMEvaluation", "get_num_threads", "set_num_threads"]
 __version__ = "0.1.0"

@@ -13,31 +13,37 @@ units inside that tolerance, ties to the lowest index. The re-check touches only
 from __future__ import annotations
 
 import logging
-from contextlib import contextmanager
-from typing import Any, Iterator, Optional
+import copy
+from typing import Any, Callable, Iterator, Optional, TypeVar
 
 import numpy as np
 import torch
 
+from . import threads
 from .distances import ActivationDistance
 
 logger = logging.getLogger(__name__)
 
+Result = TypeVar("Result")
+
 DEFAULT_CHUNK_BYTES = 512 * 2**20  # on a CPU the cache-sized cap below applies first
 # Per sample row a chunk holds: the (rows, M) score buffer, plus argmin/topk temporaries of about the same size.
 _BUFFERS_PER_ROW = 2
-# On a CPU the score buffer is reused for every chunk; kept cache-sized (a few MiB) the product that fills it and the
-# argmin that reads it run several times faster than over one big buffer (measured on the 2-core CI machine:
-# 100,000 × 32 by 900 neurons, 1,024-row chunks 49 ms, 4,096-row chunks 264 ms). Never fewer than _CPU_MIN_ROWS rows,
-# so that the matrix product stays efficient on maps with tens of thousands of neurons.
-_CPU_TARGET_BYTES = 4 * 2**20
-_CPU_MIN_ROWS = 256
-# Below this many multiply-adds (N·M·D) a CPU search runs on one torch thread: waking a second OpenMP thread cost
-# 5–15 ms per call on the shared 2-core machine, more than the whole product (benchmarks/compat_bench.py).
-SINGLE_THREAD_WORK = 1 << 24
+# On a CPU each worker (see somtorch.threads) reuses one score buffer of about _CPU_TARGET_BYTES. Each chunk costs
+# ~30 Python-level calls (product, two row scans, the near-tie check), and the workers contend for the GIL on every
+# one of them, so bigger chunks parallelise better; cache misses cost less than that. 100,000 × 32 on 900 trained
+# neurons, 2-core Xeon VM, one pass at 1 / 2 workers: 1 MiB 140 / 215 ms, 4 MiB 117 / 75 ms, 16 MiB 103 / 55 ms
+# (NumPy's product + argmin at 2 threads: 65 ms). Never fewer than _CPU_MIN_ROWS rows, so that the product stays
+# efficient on maps with tens of thousands of neurons.
+_CPU_TARGET_BYTES = 16 * 2**20
+_CPU_MIN_ROWS = 64
 # Rounding bound of the euclidean score, in units of eps·(‖x‖² + max‖w‖²) per feature (see near_tie_tolerance).
 _TOLERANCE_PER_FEATURE, _TOLERANCE_OFFSET = 8, 16
 _TF32_EPS = 2.0**-10
+# float32 near-ties are decided pairwise (candidate units only) unless their candidates exceed 1/_PAIRS_PER_PRODUCT of
+# the rows' (R × M) scores; then one float64 product of the rows costs less. After one epoch of a 50 × 50 batch map on
+# blob data, 74% of the samples were near-ties with 23 candidates each (of 2,500).
+_PAIRS_PER_PRODUCT = 16
 
 
 def chunk_rows(n_neurons: int, itemsize: int, budget_bytes: int, device: torch.device | None = None) -> int:
@@ -55,20 +61,6 @@ def ranks_in_numpy(scores: torch.Tensor) -> bool:
     return scores.device.type == "cpu" and scores.dtype in (torch.float32, torch.float64)
 
 
-@contextmanager
-def threads_for_work(multiply_adds: int, device: torch.device) -> Iterator[None]:
-    """Run the block on one torch thread when a CPU search has fewer than ``SINGLE_THREAD_WORK`` multiply-adds."""
-    previous = torch.get_num_threads()
-    small = device.type == "cpu" and multiply_adds < SINGLE_THREAD_WORK and previous > 1
-    if small:
-        torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        if small:
-            torch.set_num_threads(previous)
-
-
 def near_tie_tolerance(x_sq: torch.Tensor, w_sq_max: torch.Tensor, n_features: int) -> torch.Tensor:
     """Bound on |score error of unit a| + |score error of unit b| + the exact formula's own error, per sample (B,).
 
@@ -82,16 +74,20 @@ def near_tie_tolerance(x_sq: torch.Tensor, w_sq_max: torch.Tensor, n_features: i
     return (_TOLERANCE_PER_FEATURE * n_features + _TOLERANCE_OFFSET) * eps * (x_sq + w_sq_max)
 
 
-def smallest_units(chunk: torch.Tensor, W: torch.Tensor, scores: torch.Tensor, k: int, distance: "ActivationDistance",
-                   tolerance: Optional[torch.Tensor]) -> torch.Tensor:
+def smallest_units(chunk: torch.Tensor, scores: torch.Tensor, k: int, scorer: "ChunkScorer") -> torch.Tensor:
     """Flat indices of the k nearest units of every sample of ``chunk`` (B, D), nearest first: (B, k) int64.
 
-    ``scores`` (B, M) ranks the units (overwritten). Without ``tolerance`` the scores are exact and ties go to the
-    lowest index. With it (B,), a sample whose k + 1 best scores have a gap ≤ its tolerance is ranked again by
-    ``distance.exact_pairs`` over every unit scoring within tolerance of its k-th best: by exact value, then index.
-    On a CPU the ranking runs in NumPy on the tensors' memory (torch's advanced indexing costs several times more).
+    ``scores`` (B, M) = ``scorer(chunk)`` ranks the units (overwritten). Where the scores are exact distances
+    (``scorer.tolerance`` is None) ties go to the lowest index. Otherwise a sample whose k + 1 best scores have a gap
+    ≤ its tolerance is ranked again by ``distance.exact_pairs`` over every unit scoring within tolerance of its k-th
+    best: by exact value, then index (float32 scores are first computed again in float64, see
+    :func:`_rescore_in_float64`). On a CPU the ranking runs in NumPy on the tensors' memory (torch's advanced
+    indexing costs several times more).
     """
+    tolerance = scorer.tolerance(chunk)
     cpu = ranks_in_numpy(scores)
+    if cpu and k == 1 and tolerance is not None:
+        return torch.from_numpy(_nearest_in_numpy(chunk, scores.numpy(), tolerance.numpy(), scorer))[:, None]
     xp = np if cpu else torch
     values_of = scores.numpy() if cpu else scores
     rows = xp.arange(scores.shape[0]) if cpu else torch.arange(scores.shape[0], device=scores.device)
@@ -108,51 +104,90 @@ def smallest_units(chunk: torch.Tensor, W: torch.Tensor, scores: torch.Tensor, k
         gap = tolerance.numpy() if cpu else tolerance
         near = ((ladder[:, 1:] - ladder[:, :-1]) <= gap[:, None]).any(1)
         near_rows = np.flatnonzero(near) if cpu else torch.nonzero(near).squeeze(1)  # CUDA: one host sync per chunk
-        if len(near_rows) and scores.dtype == torch.float32:
-            best[near_rows] = _rescore_in_float64(chunk, W, near_rows, k, distance)
-        elif len(near_rows):
+        if len(near_rows):
             candidates = values_of[near_rows] <= (ladder[near_rows, k - 1] + gap[near_rows])[:, None]  # [R, M]
-            best[near_rows] = _rerank(chunk, W, candidates, best, near_rows, k, distance)
+            if cpu:  # flat indices: NumPy's 2-D nonzero is several times slower
+                position, unit = np.divmod(np.flatnonzero(candidates), candidates.shape[1])
+            else:
+                position, unit = torch.nonzero(candidates).unbind(1)
+            single = scores.dtype == torch.float32
+            if single and len(unit) * _PAIRS_PER_PRODUCT > candidates.shape[0] * candidates.shape[1]:
+                best[near_rows] = _rescore_in_float64(chunk, near_rows, k, scorer)
+            else:  # float32 candidates are decided in float64, as the rescoring would
+                exact_W = scorer.float64_twin().W if single else scorer.W
+                best[near_rows] = _rerank(chunk, exact_W, (position, unit), best, near_rows, k, scorer.distance)
     return torch.from_numpy(best) if cpu else best
 
 
-def _rescore_in_float64(chunk: torch.Tensor, W: torch.Tensor, near_rows: Any, k: int, distance: "ActivationDistance") -> Any:
-    """float32 near-ties: the rows' scores again in float64 (exact inputs, a 2⁻²⁹ smaller bound), so that only ties
-    within float64 rounding reach the pairwise re-check, which then also runs in float64. (R, k) like ``near_rows``.
+def _nearest_in_numpy(chunk: torch.Tensor, values: np.ndarray, gap: np.ndarray, scorer: "ChunkScorer") -> np.ndarray:
+    """The BMU (B,) int64 of each row of ``values`` (B, M) scores with near-tie tolerances ``gap`` (B,): the k = 1
+    case of :func:`smallest_units` on a CPU, in three passes over the scores (argmin, the units within tolerance of
+    each row's best, their flat indices) instead of a masked second minimum and a gather of the near-tie rows.
 
-    A batch map with a wide neighbourhood can leave every sample a float32 near-tie (its units nearly equal); one
-    float64 product of those rows costs far less than the pairwise re-check of all their candidates."""
+    A row with more than one unit within tolerance is a near-tie: those units are decided by the exact distance
+    (float64 for float32 scores), then the lowest index; flat indices list them by row and ascending unit."""
+    n, m = values.shape
+    pick = values.argmin(axis=1)
+    within = np.less_equal(values, (values[np.arange(n), pick] + gap)[:, None], out=scorer.mask(n))
+    position, unit = np.divmod(np.flatnonzero(within), m)
+    near = np.bincount(position, minlength=n) > 1
+    if not near.any():
+        return pick
+    near_rows = np.flatnonzero(near)
+    keep = near[position]
+    position, unit = position[keep], unit[keep]
+    single = values.dtype == np.float32
+    if single and len(unit) * _PAIRS_PER_PRODUCT > len(near_rows) * m:
+        pick[near_rows] = _rescore_in_float64(chunk, near_rows, 1, scorer)[:, 0]
+        return pick
+    exact_W = scorer.float64_twin().W if single else scorer.W
+    exact = scorer.distance.exact_pairs(chunk[torch.from_numpy(position)].to(exact_W.dtype),
+                                        exact_W[torch.from_numpy(unit)]).numpy()
+    starts = np.flatnonzero(np.r_[True, position[1:] != position[:-1]])  # one run of pairs per near-tie row
+    lowest = np.repeat(np.minimum.reduceat(exact, starts), np.diff(np.r_[starts, len(exact)]))
+    at_lowest = np.flatnonzero(exact == lowest)
+    first = np.r_[True, position[at_lowest[1:]] != position[at_lowest[:-1]]]  # the lowest unit of each row's minima
+    pick[near_rows] = unit[at_lowest[first]]
+    return pick
+
+
+def _rescore_in_float64(chunk: torch.Tensor, near_rows: Any, k: int, scorer: "ChunkScorer") -> Any:
+    """float32 near-ties with many candidates: the rows' scores again in float64 (exact inputs, a 2⁻²⁹ smaller
+    bound), so that only ties within float64 rounding reach the pairwise re-check, which then also runs in float64.
+    (R, k) like ``near_rows``. The same units as the pairwise re-check of all float32 candidates in float64: a unit
+    outside the float64 tolerance cannot be nearer by the exact formula.
+
+    A batch map with a wide neighbourhood can leave samples near-ties among hundreds of nearly equal units; one
+    float64 product of those rows then costs less than the pairwise re-check of all their candidates."""
     cpu = isinstance(near_rows, np.ndarray)
-    X64, W64 = chunk[torch.from_numpy(near_rows) if cpu else near_rows].double(), W.double()
-    w_sq = (W64 * W64).sum(1)
-    scores = torch.addmm(w_sq, X64, W64.T, beta=1, alpha=-2)  # [R, M]
-    tolerance = near_tie_tolerance((X64 * X64).sum(1), w_sq.max(), X64.shape[1])
-    ranked = smallest_units(X64, W64, scores, k, distance, tolerance)
+    X64 = chunk[torch.from_numpy(near_rows) if cpu else near_rows].double()
+    twin = scorer.float64_twin()
+    ranked = smallest_units(X64, twin(X64), k, twin)
     return ranked.numpy() if cpu else ranked
 
 
-def _rerank(chunk: torch.Tensor, W: torch.Tensor, candidates: Any, best: Any, near_rows: Any, k: int,
+def _rerank(chunk: torch.Tensor, W: torch.Tensor, candidates: tuple[Any, Any], best: Any, near_rows: Any, k: int,
             distance: "ActivationDistance") -> Any:
     """The k nearest units of the near-tie rows by (exact value, index) among their candidates: (R, k).
 
-    ``candidates`` (R, M) marks the units within tolerance other than the k picks ``best``; NumPy arrays on a CPU,
-    tensors elsewhere."""
-    cpu = isinstance(candidates, np.ndarray)
+    ``candidates`` (position among the near rows, unit) pairs the units within tolerance other than the k picks
+    ``best``; NumPy arrays on a CPU, tensors elsewhere. The exact values are computed in W's dtype (float64 weights
+    decide float32 chunks)."""
+    cpu = isinstance(best, np.ndarray)
     n_near = len(near_rows)
+    position, unit = candidates
     if cpu:
-        position, unit = np.nonzero(candidates)
         position = np.concatenate([position, np.repeat(np.arange(n_near), k)])
         unit = np.concatenate([unit, best[near_rows].reshape(-1)])
-        exact = distance.exact_pairs(chunk[torch.from_numpy(near_rows[position])], W[torch.from_numpy(unit)]).numpy()
+        exact = distance.exact_pairs(chunk[torch.from_numpy(near_rows[position])].to(W.dtype), W[torch.from_numpy(unit)]).numpy()
         order = np.lexsort((unit, exact, position))  # by row, then exact value, then index
         counts = np.bincount(position, minlength=n_near)
         starts = np.cumsum(counts) - counts
         ranked = unit[order][starts[:, None] + np.arange(k)]
     else:
-        others = torch.nonzero(candidates)  # [P, 2]: (near-row position, unit)
-        position = torch.cat([others[:, 0], torch.arange(n_near, device=W.device).repeat_interleave(k)])
-        unit = torch.cat([others[:, 1], best[near_rows].reshape(-1)])
-        exact = distance.exact_pairs(chunk[near_rows[position]], W[unit])
+        position = torch.cat([position, torch.arange(n_near, device=W.device).repeat_interleave(k)])
+        unit = torch.cat([unit, best[near_rows].reshape(-1)])
+        exact = distance.exact_pairs(chunk[near_rows[position]].to(W.dtype), W[unit])
         order = torch.argsort(unit, stable=True)  # lexicographic (row, exact value, unit) by three stable sorts
         order = order[torch.argsort(exact[order], stable=True)]
         order = order[torch.argsort(position[order], stable=True)]
@@ -181,7 +216,7 @@ class ChunkScorer:
     product's throughput on tall, thin chunks). The product stays in torch even on a CPU, where NumPy's OpenBLAS
     multiplies these shapes ~20% faster: alternating OpenBLAS's and torch's OpenMP thread pools in one loop made
     both spin against each other, and a 1,000,000 × 64 epoch took 33 s instead of 3.5 s on 2 cores.
-    Other distances use ``ActivationDistance.scores``.
+    Other distances use ``ActivationDistance.scores``. ``rows`` = 0 makes no buffer (see :meth:`with_buffer`).
     """
 
     def __init__(self, W: torch.Tensor, distance: ActivationDistance, rows: int) -> None:
@@ -190,6 +225,28 @@ class ChunkScorer:
             self.w_sq = (W * W).sum(1)
             self.w_sq_max = self.w_sq.max()
             self.buffer = torch.empty((rows, W.shape[0]), dtype=W.dtype, device=W.device)
+        self._twin: Optional[ChunkScorer] = None
+        self._mask: Optional[np.ndarray] = None
+
+    def float64_twin(self) -> "ChunkScorer":
+        """This scorer on a float64 copy of W (the near-tie rescoring of float32 scores), made on first use."""
+        if self._twin is None:
+            self._twin = ChunkScorer(self.W.double(), self.distance, 0)
+        return self._twin
+
+    def with_buffer(self, rows: int) -> "ChunkScorer":
+        """A scorer sharing this one's weights and norms, with its own buffers of ``rows`` rows (one per worker)."""
+        own = copy.copy(self)
+        if self.distance.is_euclidean:
+            own.buffer = torch.empty((rows, self.W.shape[0]), dtype=self.W.dtype, device=self.W.device)
+        own._mask = None
+        return own
+
+    def mask(self, rows: int) -> np.ndarray:
+        """A reused (rows, M) bool scratch array of this scorer (a fresh 4 MiB array per chunk cost its page faults)."""
+        if self._mask is None or self._mask.shape[0] < rows:
+            self._mask = np.empty((rows, self.W.shape[0]), dtype=bool)
+        return self._mask[:rows]
 
     def tolerance(self, chunk: torch.Tensor) -> Optional[torch.Tensor]:
         """Near-tie tolerance of each sample's scores (B,), or None where the scores are exact distances."""
@@ -198,21 +255,41 @@ class ChunkScorer:
         return near_tie_tolerance((chunk * chunk).sum(1), self.w_sq_max, chunk.shape[1])
 
     def __call__(self, chunk: torch.Tensor) -> torch.Tensor:
-        """Scores of ``chunk`` (B ≤ rows, D) on W's device: (B, M), valid until the next call."""
+        """Scores of ``chunk`` (B, D) on W's device: (B, M), in the buffer (valid until the next call) when B ≤ rows."""
+        if self.distance.is_euclidean and chunk.shape[0] > self.buffer.shape[0]:
+            return torch.addmm(self.w_sq, chunk, self.W.T, beta=1, alpha=-2)
         if self.distance.is_euclidean:
             return torch.addmm(self.w_sq, chunk, self.W.T, beta=1, alpha=-2, out=self.buffer[: chunk.shape[0]])
         return self.distance.scores(chunk, self.W, None)
 
 
+def map_nearest(X: torch.Tensor, W: torch.Tensor, distance: ActivationDistance, budget_bytes: int, k: int,
+                then: Callable[[torch.Tensor, torch.Tensor], Result]) -> Iterator[tuple[slice, Result]]:
+    """Yield ``(rows, then(chunk, nearest))`` per chunk of X, in order: its slice and ``then`` of the chunk on W's
+    device with the flat indices of its k nearest units (B, k) under the BMU rule (see :func:`smallest_units`).
+
+    On a CPU the chunks are searched, and ``then`` runs, on :func:`somtorch.threads.ordered_map`'s workers, while
+    the caller's own torch calls between two chunks run on one thread (see :mod:`somtorch.threads`); small searches
+    run on the caller alone, also on one thread."""
+    n = X.shape[0]
+    workers = threads.workers_for(n * W.shape[0] * W.shape[1], W.device)
+    rows = min(chunk_rows(W.shape[0], W.element_size(), budget_bytes, W.device), max(1, n))
+    if workers > 1:
+        rows = min(rows, -(-n // workers))  # at least one chunk per worker
+    scorer = ChunkScorer(W, distance, 0)
+
+    def search(part: slice, own: ChunkScorer) -> tuple[slice, Result]:
+        chunk = _on(W, X[part])
+        return part, then(chunk, smallest_units(chunk, own(chunk), k, own))
+
+    with threads.single_threaded_on_cpu(W.device):
+        yield from threads.ordered_map(search, iter_chunks(n, rows), workers, lambda: scorer.with_buffer(rows))
+
+
 def iter_nearest(X: torch.Tensor, W: torch.Tensor, distance: ActivationDistance, budget_bytes: int, k: int) -> Iterator[tuple[slice, torch.Tensor, torch.Tensor]]:
-    """Yield ``(rows, chunk, nearest)`` per chunk of X: its slice, the chunk on W's device and the flat indices of
-    its k nearest units (B, k) under the BMU rule (see :func:`smallest_units`). Small CPU searches run on one thread."""
-    rows = min(chunk_rows(W.shape[0], W.element_size(), budget_bytes, W.device), max(1, X.shape[0]))
-    with threads_for_work(X.shape[0] * W.shape[0] * W.shape[1], W.device):
-        scorer = ChunkScorer(W, distance, rows)
-        for part in iter_chunks(X.shape[0], rows):
-            chunk = _on(W, X[part])
-            yield part, chunk, smallest_units(chunk, W, scorer(chunk), k, distance, scorer.tolerance(chunk))
+    """Yield ``(rows, chunk, nearest)`` per chunk of X (see :func:`map_nearest`)."""
+    for part, (chunk, nearest) in map_nearest(X, W, distance, budget_bytes, k, lambda chunk, nearest: (chunk, nearest)):
+        yield part, chunk, nearest
 
 
 def iter_bmus(X: torch.Tensor, W: torch.Tensor, distance: ActivationDistance, budget_bytes: int) -> Iterator[tuple[slice, torch.Tensor, torch.Tensor]]:
@@ -243,8 +320,12 @@ def accumulate_by_bmu(X: torch.Tensor, W: torch.Tensor, distance: ActivationDist
     GPU yet; chunks there hold ~26,000 rows at 2,500 units).
     """
     ones = torch.ones(min(X.shape[0], chunk_rows(W.shape[0], W.element_size(), budget_bytes, W.device)), dtype=counts.dtype, device=W.device)
-    for _, chunk, bmu in iter_bmus(X, W, distance, budget_bytes):
-        sums.index_add_(0, bmu, chunk.to(sums.dtype))
+
+    def in_sums_dtype(chunk: torch.Tensor, nearest: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return chunk.to(sums.dtype), nearest[:, 0]  # the conversion runs on the workers
+
+    for _, (chunk, bmu) in map_nearest(X, W, distance, budget_bytes, 1, in_sums_dtype):
+        sums.index_add_(0, bmu, chunk)
         counts.index_add_(0, bmu, ones[: bmu.shape[0]])
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Iterable, Optional
 
 import torch
 
@@ -72,17 +72,24 @@ def euclidean_sums(chunks: Iterable[torch.Tensor], W: torch.Tensor, neighbors: t
     float64 at once, so the sum does not depend on the search's chunk size. No rows give zero sums.
     """
     euclidean = ActivationDistance("euclidean")
+    k = 2 if two_best else 1
+
+    def measure(chunk: torch.Tensor, nearest: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
+        """BMU, ‖x − w_c‖ and the count of non-adjacent best pairs of a search chunk (on the search's workers)."""
+        best = nearest[:, 0]
+        return best, (chunk - W[best]).norm(dim=1), non_adjacent(nearest, neighbors).sum() if two_best else None
+
     found, n = [], 0
     distance_sum = torch.zeros((), dtype=torch.float64, device=W.device)
     errors = torch.zeros((), dtype=torch.long, device=W.device)
     for X in chunks:
         bmu = torch.empty(X.shape[0], dtype=torch.long, device=W.device)
         distances = torch.empty(X.shape[0], dtype=W.dtype, device=W.device)
-        for part, chunk, nearest in bmu_search.iter_nearest(X, W, euclidean, budget_bytes, 2 if two_best else 1):
-            bmu[part] = nearest[:, 0]
-            distances[part] = (chunk - W[nearest[:, 0]]).norm(dim=1)
+        for part, (best, distance, non_adjacent_count) in bmu_search.map_nearest(X, W, euclidean, budget_bytes, k, measure):
+            bmu[part] = best
+            distances[part] = distance
             if two_best:
-                errors += non_adjacent(nearest, neighbors).sum()
+                errors += non_adjacent_count
         distance_sum += distances.to(torch.float64).sum()
         found.append(bmu)
         n += X.shape[0]

@@ -19,6 +19,8 @@ from typing import Any, Callable, Optional
 import numpy as np
 import torch
 
+from . import threads
+
 Array = Any  # np.ndarray or torch.Tensor: the formulas below use only operators shared by both
 
 
@@ -209,7 +211,15 @@ class MapNeighborhood:
         both = torch.cat([sums, counts[:, None]], dim=1)  # [M, D+1]
         out = torch.empty_like(both)
         all_neurons = torch.arange(m, device=sums.device)
-        for start in range(0, m, block_rows):
-            rows = all_neurons[start : start + block_rows]
-            out[start : start + len(rows)] = self.dense(rows, sigma) @ both  # [b, M] @ [M, D+1]
+        workers = threads.workers_for(m * m * both.shape[1], sums.device)
+        if workers > 1:
+            block_rows = min(block_rows, -(-m // workers))
+
+        def smooth_block(start: int, _: None) -> torch.Tensor:
+            return self.dense(all_neurons[start : start + block_rows], sigma) @ both  # [b, M] @ [M, D+1]
+
+        with threads.single_threaded_on_cpu(sums.device):  # blocks on CPU workers (see somtorch.threads)
+            starts = range(0, m, block_rows)
+            for start, block in zip(starts, threads.ordered_map(smooth_block, starts, workers, lambda: None)):
+                out[start : start + block.shape[0]] = block
         return out[:, :-1], out[:, -1]

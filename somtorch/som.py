@@ -21,6 +21,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import bmu as bmu_search
+from . import threads
 from ._inputs import DeviceSpec, as_matrix, as_sample, matmul_precision, resolve_device, resolve_dtype
 from .decay import LEARNING_RATE_DECAYS, SIGMA_DECAYS, DecaySpec, decay_schedule, resolve_decay
 from .distances import ActivationDistance, DistanceSpec
@@ -278,8 +279,9 @@ class SOM:
         check_accumulation(accumulate)
         source = self._batch_source(data, stream, stream_rows)
         progress = tqdm(range(num_iteration), desc="train batch", unit="epoch", disable=_progress_disabled(verbose))
-        for epoch in progress:
-            self.apply_update(self.partial_stats(source, accumulate=accumulate), self.batch_sigma(epoch, num_iteration))
+        with threads.single_threaded_on_cpu(self.device):  # the parallel work runs on somtorch's own workers
+            for epoch in progress:
+                self.apply_update(self.partial_stats(source, accumulate=accumulate), self.batch_sigma(epoch, num_iteration))
         self._finish_progress(progress, source, verbose)
         return self
 

@@ -153,15 +153,6 @@ def test_set_weights_never_aliases(source):
     assert not np.array_equal(som.get_weights(), before)
 
 
-def test_small_cpu_searches_restore_the_thread_count():
-    previous = torch.get_num_threads()
-    with bmu_search.threads_for_work(10, torch.device("cpu")):
-        inside = torch.get_num_threads()
-    assert inside == 1 and torch.get_num_threads() == previous
-    with bmu_search.threads_for_work(bmu_search.SINGLE_THREAD_WORK, torch.device("cpu")):
-        assert torch.get_num_threads() == previous
-
-
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_the_cuda_branch_of_the_search_keeps_the_rule(dtype, monkeypatch):
     """The search ranked with torch (the branch CUDA takes; NumPy ranks on the CPU), run on the CPU."""
