@@ -44,6 +44,9 @@ _TF32_EPS = 2.0**-10
 # the rows' (R × M) scores; then one float64 product of the rows costs less. After one epoch of a 50 × 50 batch map on
 # blob data, 74% of the samples were near-ties with 23 candidates each (of 2,500).
 _PAIRS_PER_PRODUCT = 16
+# Near-tie rows below 1/_NEAR_ROWS_GATHERED of a chunk are gathered before their units within tolerance are looked
+# up; above it one comparison over the whole chunk costs less than the gather.
+_NEAR_ROWS_GATHERED = 4
 
 
 def chunk_rows(n_neurons: int, itemsize: int, budget_bytes: int, device: torch.device | None = None) -> int:
@@ -121,27 +124,37 @@ def smallest_units(chunk: torch.Tensor, scores: torch.Tensor, k: int, scorer: "C
 
 def _nearest_in_numpy(chunk: torch.Tensor, values: np.ndarray, gap: np.ndarray, scorer: "ChunkScorer") -> np.ndarray:
     """The BMU (B,) int64 of each row of ``values`` (B, M) scores with near-tie tolerances ``gap`` (B,): the k = 1
-    case of :func:`smallest_units` on a CPU, in three passes over the scores (argmin, the units within tolerance of
-    each row's best, their flat indices) instead of a masked second minimum and a gather of the near-tie rows.
+    case of :func:`smallest_units` on a CPU.
 
-    A row with more than one unit within tolerance is a near-tie: those units are decided by the exact distance
-    (float64 for float32 scores), then the lowest index; flat indices list them by row and ascending unit."""
+    A row is a near-tie when a second unit scores within ``gap`` of its best (an argmin and a masked min pass). The
+    units within tolerance of the near-tie rows are then found by one comparison, over those rows when they are few
+    and over the whole chunk (no gather) when they are many, and decided by the exact distance (float64 for float32
+    scores), then the lowest index; flat indices list them by row and ascending unit."""
     n, m = values.shape
+    rows = np.arange(n)
     pick = values.argmin(axis=1)
-    within = np.less_equal(values, (values[np.arange(n), pick] + gap)[:, None], out=scorer.mask(n))
-    position, unit = np.divmod(np.flatnonzero(within), m)
-    near = np.bincount(position, minlength=n) > 1
-    if not near.any():
-        return pick
+    best = values[rows, pick]
+    values[rows, pick] = np.inf
+    threshold = best + gap
+    near = values.min(axis=1) <= threshold
+    values[rows, pick] = best
     near_rows = np.flatnonzero(near)
-    keep = near[position]
-    position, unit = position[keep], unit[keep]
+    if not len(near_rows):
+        return pick
+    if len(near_rows) * _NEAR_ROWS_GATHERED < n:
+        within = values[near_rows] <= threshold[near_rows][:, None]
+        position, unit = np.divmod(np.flatnonzero(within), m)  # position among the near-tie rows
+    else:
+        within = np.less_equal(values, threshold[:, None], out=scorer.mask(n))
+        position, unit = np.divmod(np.flatnonzero(within), m)
+        keep = near[position]
+        position, unit = (np.cumsum(near) - 1)[position[keep]], unit[keep]
     single = values.dtype == np.float32
     if single and len(unit) * _PAIRS_PER_PRODUCT > len(near_rows) * m:
         pick[near_rows] = _rescore_in_float64(chunk, near_rows, 1, scorer)[:, 0]
         return pick
     exact_W = scorer.float64_twin().W if single else scorer.W
-    exact = scorer.distance.exact_pairs(chunk[torch.from_numpy(position)].to(exact_W.dtype),
+    exact = scorer.distance.exact_pairs(chunk[torch.from_numpy(near_rows[position])].to(exact_W.dtype),
                                         exact_W[torch.from_numpy(unit)]).numpy()
     starts = np.flatnonzero(np.r_[True, position[1:] != position[:-1]])  # one run of pairs per near-tie row
     lowest = np.repeat(np.minimum.reduceat(exact, starts), np.diff(np.r_[starts, len(exact)]))
