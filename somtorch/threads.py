@@ -42,6 +42,7 @@ PARALLEL_WORK = 1 << 24
 _AHEAD_PER_WORKER = 2
 
 _configured: Optional[int] = None
+_outer_threads = threading.local()  # count: torch's thread count outside the calling thread's single-threaded section
 _pool: Optional[ThreadPoolExecutor] = None
 _pool_size = 0
 _pool_lock = threading.Lock()
@@ -58,8 +59,12 @@ def set_num_threads(n: Optional[int]) -> None:
 
 
 def get_num_threads() -> int:
-    """Worker threads somtorch uses on a CPU: the value of :func:`set_num_threads`, else ``torch.get_num_threads()``."""
-    return _configured if _configured is not None else torch.get_num_threads()
+    """Worker threads somtorch uses on a CPU: the value of :func:`set_num_threads`, else ``torch.get_num_threads()``
+    (as it was outside somtorch's own single-threaded sections)."""
+    if _configured is not None:
+        return _configured
+    outer = getattr(_outer_threads, "count", None)
+    return outer if outer is not None else torch.get_num_threads()
 
 
 def workers_for(multiply_adds: int, device: torch.device) -> int:
@@ -72,8 +77,12 @@ def workers_for(multiply_adds: int, device: torch.device) -> int:
 
 @contextmanager
 def single_threaded_torch() -> Iterator[None]:
-    """Run the calling thread's torch CPU calls on one OpenMP thread inside the block (restored after)."""
+    """Run the calling thread's torch CPU calls on one OpenMP thread inside the block (restored after);
+    :func:`get_num_threads` still answers the count from outside the block."""
     previous = torch.get_num_threads()
+    outermost = getattr(_outer_threads, "count", None) is None
+    if outermost:
+        _outer_threads.count = previous
     if previous > 1:
         torch.set_num_threads(1)
     try:
@@ -81,6 +90,8 @@ def single_threaded_torch() -> Iterator[None]:
     finally:
         if previous > 1:
             torch.set_num_threads(previous)
+        if outermost:
+            _outer_threads.count = None
 
 
 def single_threaded_on_cpu(device: torch.device) -> ContextManager[None]:

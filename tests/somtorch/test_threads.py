@@ -75,6 +75,30 @@ def test_the_default_follows_torch_and_an_override_wins():
         set_num_threads(None)
 
 
+def test_training_uses_torchs_thread_count_by_default(monkeypatch):
+    """The default follows torch.get_num_threads() as the caller set it, also inside somtorch's single-threaded
+    sections (train_batch runs its epochs in one)."""
+    monkeypatch.setattr(threads, "PARALLEL_WORK", 0)
+    used = []
+    ordered_map = threads.ordered_map
+
+    def spy(work, items, n_workers, make_state):
+        used.append(n_workers)
+        return ordered_map(work, items, n_workers, make_state)
+
+    monkeypatch.setattr(threads, "ordered_map", spy)
+    set_num_threads(None)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        data = np.random.RandomState(0).normal(size=(300, 3))
+        SOM(4, 4, 3, random_seed=0, device="cpu").train_batch(data, 2)
+        assert used and set(used) == {2}
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(previous)
+
+
 def test_the_pool_leaves_torchs_thread_counts_as_they_were(pooled):
     pooled(3)
     before = torch.get_num_threads()
