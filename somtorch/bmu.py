@@ -2,7 +2,8 @@
 
 No function here builds an N × M (samples × neurons) matrix: samples are processed ``rows`` at a time, where
 ``rows`` comes from a byte budget, so peak memory is O(rows · M) whatever N is. Chunks that live on another
-device than the weights (host data streamed to a GPU) are copied one at a time.
+device than the weights (host data streamed to a GPU) are copied one at a time. On a CPU the chunks are searched
+on somtorch's worker threads (:mod:`somtorch.threads`), each with its own buffers, and come back in order.
 
 One rule decides every BMU: the unit with the smallest distance, and among exact ties the lowest flat index. The
 euclidean search ranks units by the product-based score ‖w‖² − 2x·w, whose rounding error can reorder units
