@@ -40,6 +40,7 @@ _CPU_TARGET_BYTES = 16 * 2**20
 _CPU_MIN_ROWS = 64
 # Rounding bound of the euclidean score, in units of eps·(‖x‖² + max‖w‖²) per feature (see near_tie_tolerance).
 _TOLERANCE_PER_FEATURE, _TOLERANCE_OFFSET = 8, 16
+_SCORES_ONLY = (4, 8)  # the same when the exact formula runs in float64 (float32 scores): two scores' errors alone
 _TF32_EPS = 2.0**-10
 # float32 near-ties are decided pairwise (candidate units only) unless their candidates exceed 1/_PAIRS_PER_PRODUCT of
 # the rows' (R × M) scores; then one float64 product of the rows costs less. After one epoch of a 50 × 50 batch map on
@@ -65,17 +66,20 @@ def ranks_in_numpy(scores: torch.Tensor) -> bool:
     return scores.device.type == "cpu" and scores.dtype in (torch.float32, torch.float64)
 
 
-def near_tie_tolerance(x_sq: torch.Tensor, w_sq_max: torch.Tensor, n_features: int) -> torch.Tensor:
+def near_tie_tolerance(x_sq: torch.Tensor, w_sq_max: torch.Tensor, n_features: int,
+                       decided_in_float64: bool = False) -> torch.Tensor:
     """Bound on |score error of unit a| + |score error of unit b| + the exact formula's own error, per sample (B,).
 
     With u the unit roundoff, a D-term dot product errs by at most D·u·‖x‖‖w‖ ≤ D·u·(‖x‖² + ‖w‖²)/2, so the score
     ‖w‖² − 2x·w errs by at most (2D + 2)·u·S with S = ‖x‖² + max‖w‖², and Σ (x − w)² by (D + 2)·u·2S. Two units
-    and both formulas: (8D + 12)·u·S; this returns (8D + 16)·eps·S (eps = 2u, a factor 2 of margin). TF32 products
-    on CUDA use TF32's eps."""
+    and both formulas: (8D + 12)·u·S; this returns (8D + 16)·eps·S (eps = 2u, a factor 2 of margin). Where the
+    near-ties are ``decided_in_float64`` (float32 scores), the exact formula's error is float64's, negligible: two
+    scores err by (4D + 4)·u·S, and this returns (4D + 8)·eps·S. TF32 products on CUDA use TF32's eps."""
     dtype = x_sq.dtype
     tf32 = x_sq.is_cuda and dtype == torch.float32 and torch.backends.cuda.matmul.allow_tf32
     eps = _TF32_EPS if tf32 else torch.finfo(dtype).eps
-    return (_TOLERANCE_PER_FEATURE * n_features + _TOLERANCE_OFFSET) * eps * (x_sq + w_sq_max)
+    per_feature, offset = _SCORES_ONLY if decided_in_float64 else (_TOLERANCE_PER_FEATURE, _TOLERANCE_OFFSET)
+    return (per_feature * n_features + offset) * eps * (x_sq + w_sq_max)
 
 
 def smallest_units(chunk: torch.Tensor, scores: torch.Tensor, k: int, scorer: "ChunkScorer") -> torch.Tensor:
@@ -266,7 +270,8 @@ class ChunkScorer:
         """Near-tie tolerance of each sample's scores (B,), or None where the scores are exact distances."""
         if not self.distance.is_euclidean:
             return None
-        return near_tie_tolerance((chunk * chunk).sum(1), self.w_sq_max, chunk.shape[1])
+        single = chunk.dtype == torch.float32  # float32 near-ties are decided in float64
+        return near_tie_tolerance((chunk * chunk).sum(1), self.w_sq_max, chunk.shape[1], decided_in_float64=single)
 
     def __call__(self, chunk: torch.Tensor) -> torch.Tensor:
         """Scores of ``chunk`` (B, D) on W's device: (B, M), in the buffer (valid until the next call) when B ≤ rows."""

@@ -156,3 +156,18 @@ def test_near_ties_decided_pairwise_or_by_a_float64_product_agree(dtype, monkeyp
     for pairs_per_product in (0, 10**9):  # 0: always pairwise; 10⁹: float32 near-ties always by the product
         monkeypatch.setattr(bmu_search, "_PAIRS_PER_PRODUCT", pairs_per_product)
         np.testing.assert_array_equal(som.bmu_indices(samples).numpy(), expected)
+
+
+@pytest.mark.parametrize("spread", [1e-2, 1e-3, 1e-4])
+def test_float32_searches_match_the_float64_rule_on_crowded_units(spread, pooled):
+    """Units in tight clusters (each unit `spread` from its cluster's centre) and samples among them: most samples are
+    float32 near-ties at some spread, decided in float64. Reference: argmin of Σ (x − w)² in float64 on the float32
+    values, first minimum."""
+    pooled(2)
+    rng = np.random.RandomState(11)
+    centres = rng.normal(size=(8, 64))
+    weights = (np.repeat(centres, 12, axis=0) + spread * rng.normal(size=(96, 64))).astype(np.float32)
+    samples = (centres[rng.randint(0, 8, 3000)] + 0.3 * rng.normal(size=(3000, 64))).astype(np.float32)
+    som = SOM(8, 12, 64, random_seed=0, device="cpu", dtype=torch.float32, chunk_bytes=rows_budget(257, 96, 4))
+    som.set_weights(weights.reshape(8, 12, 64))
+    np.testing.assert_array_equal(som.bmu_indices(samples).numpy(), reference_bmus(samples, weights))
