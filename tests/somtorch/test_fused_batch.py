@@ -1,0 +1,197 @@
+"""The fused Triton BMU search of batch epochs (somtorch._fused_batch) against independent references.
+
+References are NumPy computations written here (scores ‖w‖² − 2x·w and exact distances Σ (x − w)² in float64,
+``argmin`` = first minimum, ``np.add.at`` sums) and the chunked search of :mod:`somtorch.bmu`, the rule the fused
+path must reproduce exactly. Maps get bit-identical duplicated units (exact ties, also across the kernel's 32-unit
+tiles) and samples a hair closer to a higher-indexed unit than to a lower one (near-ties that float32 scores
+cannot resolve).
+
+On a CPU the kernel runs under Triton's interpreter, which reads ``TRITON_INTERPRET=1`` when a kernel is defined,
+i.e. when Triton and this package's kernel module are imported. So ``test_cpu_cases_under_triton_interpreter``
+runs this file's CPU cases in a fresh interpreter process with the variable set; in this process they skip. On a
+GPU the same cases run on CUDA (marked ``cuda``). Without Triton every case that needs it skips with the reason.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from somtorch import SOM
+from somtorch import batch
+from somtorch import bmu as bmu_search
+from somtorch.distances import ActivationDistance
+
+INTERPRETING = os.environ.get("TRITON_INTERPRET") == "1"
+HAS_TRITON = importlib.util.find_spec("triton") is not None
+needs_triton = pytest.mark.skipif(not HAS_TRITON, reason="triton is not installed (pip install -r requirements-triton.txt)")
+KERNEL_DEVICES = [
+    pytest.param("cpu", marks=pytest.mark.skipif(
+        not INTERPRETING, reason="CPU kernel cases run under Triton's interpreter, in the subprocess of "
+                                 "test_cpu_cases_under_triton_interpreter")),
+    pytest.param("cuda", marks=[pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA not available")]),
+]
+DTYPES = [torch.float32, torch.float64]
+EUCLIDEAN = ActivationDistance("euclidean")
+BUDGET = 2**26
+# (rows, units, features): tile remainders (32-row and 32-unit tiles, 16-wide feature slices), one row, one unit,
+# and more features than one 64-wide slice.
+SHAPES = [(333, 97, 13), (1, 7, 5), (200, 1, 9), (70, 40, 70)]
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(params=KERNEL_DEVICES)
+def kernel_device(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+def random_case(n_rows: int, n_units: int, dim: int, dtype: torch.dtype, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    kind = np.float32 if dtype == torch.float32 else np.float64
+    return rng.normal(size=(n_rows, dim)).astype(kind), rng.normal(size=(n_units, dim)).astype(kind)
+
+
+def tied_case(dtype: torch.dtype, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """100 units of 6 features; units 3 and 30 have bit-identical copies at 40, 77 and 99 (other tiles); samples
+    on them, between unit 10 and unit 50 with unit 50 closer by 2⁻¹⁸ of the spacing (a near-tie), and random ones."""
+    rng = np.random.default_rng(seed)
+    kind = np.float32 if dtype == torch.float32 else np.float64
+    weights = rng.normal(size=(100, 6)).astype(kind)
+    weights[[40, 99]] = weights[3]
+    weights[77] = weights[30]
+    midpoint = (weights[10].astype(np.float64) + weights[50]) / 2
+    near = midpoint + 2.0**-18 * (weights[50].astype(np.float64) - weights[10])
+    samples = np.concatenate([np.repeat(weights[[3, 30]], 15, axis=0), np.repeat(near[None], 15, axis=0),
+                              rng.normal(size=(60, 6))]).astype(kind)
+    return samples[rng.permutation(len(samples))], weights
+
+
+def exact_bmus(samples: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """argmin over units of Σ (x − w)² in float64, first minimum: (N,)."""
+    diff = samples[:, None, :].astype(np.float64) - weights[None].astype(np.float64)
+    return np.einsum("nmd,nmd->nm", diff, diff).argmin(axis=1)
+
+
+def on(device: str, *arrays: np.ndarray) -> list[torch.Tensor]:
+    return [torch.from_numpy(a).to(device) for a in arrays]
+
+
+@needs_triton
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_kernel_best_unit_and_gap_match_float64_scores(kernel_device, dtype):
+    from somtorch import _fused_batch
+
+    samples, weights = random_case(333, 97, 13, dtype)
+    X, W = on(kernel_device, samples, weights)
+    best, gap = _fused_batch.two_best_gap(X, W, (W * W).sum(1))
+    scores = (weights.astype(np.float64) ** 2).sum(1)[None, :] - 2 * samples.astype(np.float64) @ weights.T.astype(np.float64)
+    ordered = np.sort(scores, axis=1)
+    expected_gap = ordered[:, 1] - ordered[:, 0]
+    tolerance = bmu_search.near_tie_tolerance(torch.from_numpy((samples.astype(np.float64) ** 2).sum(1)).to(dtype),
+                                              torch.tensor((weights.astype(np.float64) ** 2).sum(1).max(), dtype=dtype), 13)
+    tolerance = tolerance.double().numpy()  # the bound of the case's dtype (float32: its eps)
+    np.testing.assert_allclose(gap.cpu().numpy(), expected_gap, rtol=0, atol=tolerance.max())
+    clear = expected_gap > tolerance
+    assert clear.mean() > 0.9  # the comparison below covers most rows
+    np.testing.assert_array_equal(best.cpu().numpy()[clear], scores.argmin(axis=1)[clear])
+
+
+@needs_triton
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_fused_bmus_equal_the_chunked_search(kernel_device, dtype, shape):
+    from somtorch import _fused_batch
+
+    samples, weights = random_case(*shape, dtype, seed=sum(shape))
+    X, W = on(kernel_device, samples, weights)
+    fused = _fused_batch.best_matching_units(X, W, EUCLIDEAN, (W * W).sum(1), BUDGET)
+    np.testing.assert_array_equal(fused.cpu().numpy(), bmu_search.best_matching_units(X, W, EUCLIDEAN).cpu().numpy())
+    np.testing.assert_array_equal(fused.cpu().numpy(), exact_bmus(samples, weights))
+
+
+@needs_triton
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_exact_ties_go_to_the_lowest_index_and_near_ties_to_the_exact_nearest(kernel_device, dtype):
+    from somtorch import _fused_batch
+
+    samples, weights = tied_case(dtype)
+    expected = exact_bmus(samples, weights)
+    assert {3, 30, 50} <= set(expected) and not {40, 77, 99} & set(expected)  # the planted cases are in the data
+    X, W = on(kernel_device, samples, weights)
+    fused = _fused_batch.best_matching_units(X, W, EUCLIDEAN, (W * W).sum(1), BUDGET)
+    np.testing.assert_array_equal(fused.cpu().numpy(), expected)
+    np.testing.assert_array_equal(fused.cpu().numpy(), bmu_search.best_matching_units(X, W, EUCLIDEAN).cpu().numpy())
+
+
+@needs_triton
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_fused_partial_stats_equal_the_chunked_ones_and_numpy(kernel_device, dtype, monkeypatch):
+    samples, weights = tied_case(dtype)
+    more, _ = random_case(250, 1, 6, dtype, seed=5)
+    data = np.concatenate([samples, more])
+    X, W = on(kernel_device, data, weights)
+    chunks = [X[:37], X[37:200], X[200:]]
+    monkeypatch.setattr(batch, "FUSED_BMU_SEARCH", "always")
+    assert batch.fused_search_applies(W, EUCLIDEAN)
+    fused = batch.partial_stats(chunks, W, EUCLIDEAN, chunk_bytes=200 * 6 * 8)  # blocks of 200 rows
+    monkeypatch.setattr(batch, "FUSED_BMU_SEARCH", "never")
+    chunked = batch.partial_stats(chunks, W, EUCLIDEAN)
+    expected_units = exact_bmus(data, weights)
+    expected_sums = np.zeros((100, 6))
+    np.add.at(expected_sums, expected_units, data.astype(np.float64))
+    np.testing.assert_array_equal(fused.counts.cpu().numpy(), np.bincount(expected_units, minlength=100))
+    np.testing.assert_array_equal(fused.counts.cpu().numpy(), chunked.counts.cpu().numpy())
+    assert fused.sums.dtype == torch.float64
+    np.testing.assert_allclose(fused.sums.cpu().numpy(), chunked.sums.cpu().numpy(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(fused.sums.cpu().numpy(), expected_sums, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA not available")
+@needs_triton
+def test_cuda_batch_map_runs_fused_and_equals_the_cpu_map():
+    rng = np.random.default_rng(3)
+    data = rng.normal(size=(5000, 12))
+    maps = {}
+    for device in ("cpu", "cuda"):
+        som = SOM(9, 11, 12, sigma=2.0, random_seed=4, device=device, dtype=torch.float64)
+        if device == "cuda":
+            assert batch.fused_search_applies(som.weights.reshape(-1, 12), EUCLIDEAN)
+        maps[device] = som.train_batch(data, 4).get_weights()
+    np.testing.assert_allclose(maps["cuda"], maps["cpu"], rtol=0, atol=1e-8)
+
+
+def test_fused_search_applies_only_where_asked_and_possible(monkeypatch):
+    W = torch.zeros(4, 3)
+    monkeypatch.setattr(batch, "FUSED_BMU_SEARCH", "never")
+    assert not batch.fused_search_applies(W, EUCLIDEAN)
+    monkeypatch.setattr(batch, "FUSED_BMU_SEARCH", "auto")
+    assert not batch.fused_search_applies(W, EUCLIDEAN)  # CPU weights
+    monkeypatch.setattr(batch, "FUSED_BMU_SEARCH", "always")
+    assert batch.fused_search_applies(W, EUCLIDEAN) == HAS_TRITON
+    assert not batch.fused_search_applies(W, ActivationDistance("cosine"))
+    assert not batch.fused_search_applies(W.half(), EUCLIDEAN)
+    monkeypatch.setitem(sys.modules, "somtorch._fused_batch", None)  # as if Triton were missing: the import fails
+    monkeypatch.delattr(sys.modules["somtorch"], "_fused_batch", raising=False)
+    assert not batch.fused_search_applies(W, EUCLIDEAN)
+    monkeypatch.setattr(batch, "FUSED_BMU_SEARCH", "sometimes")
+    with pytest.raises(ValueError, match=r"FUSED_BMU_SEARCH='sometimes'.*'auto', 'never', 'always'"):
+        batch.fused_search_applies(W, EUCLIDEAN)
+
+
+@needs_triton
+@pytest.mark.skipif(INTERPRETING, reason="this is the subprocess that runs the CPU cases")
+def test_cpu_cases_under_triton_interpreter():
+    env = {**os.environ, "TRITON_INTERPRET": "1", "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
+    finished = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "not cuda", "-k",
+                               "not test_cpu_cases_under_triton_interpreter", __file__],
+                              cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert finished.returncode == 0, finished.stdout[-4000:] + finished.stderr[-2000:]
+    summary = finished.stdout.strip().splitlines()[-1]
+    assert " passed" in summary and "skipped" not in summary, finished.stdout[-2000:]
