@@ -43,36 +43,52 @@ _CONFIGS = {
 _INTERPRETER_BLOCKS = {"BLOCK_N": 32, "BLOCK_M": 32}  # CPU tensors run under the interpreter: one fixed tile
 
 
+@triton.jit
+def _tile_product(x_ptr, w_ptr, rows, row_ok, units, unit_ok, ks, dim, product, TF32: tl.constexpr, BLOCK_K: tl.constexpr):
+    """product + X[rows]·W[units]ᵀ over every feature, BLOCK_K features at a time: [BLOCK_N, BLOCK_M]."""
+    for k0 in range(0, dim, BLOCK_K):
+        k = k0 + ks
+        k_ok = k < dim
+        x = tl.load(x_ptr + rows[:, None] * dim + k[None, :], mask=row_ok[:, None] & k_ok[None, :], other=0.0)
+        w = tl.load(w_ptr + units[None, :] * dim + k[:, None], mask=unit_ok[None, :] & k_ok[:, None], other=0.0)
+        if TF32:
+            product = tl.dot(x, w, product, input_precision="tf32")
+        else:
+            product = tl.dot(x, w, product, input_precision="ieee")
+    return product
+
+
 @triton.jit(do_not_specialize=["n_rows", "n_neurons", "dim"])
 def _two_best_kernel(
     x_ptr, w_ptr, w_sq_ptr, bmu_ptr, gap_ptr,
     n_rows, n_neurons, dim,
-    TF32: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr,
+    TF32: tl.constexpr, ONE_SLICE: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
     rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
     row_ok = rows < n_rows
     tile_units = tl.arange(0, BLOCK_M)
     ks = tl.arange(0, BLOCK_K)
-    best = tl.full((BLOCK_N,), float("inf"), w_sq_ptr.dtype.element_ty)
-    second = tl.full((BLOCK_N,), float("inf"), w_sq_ptr.dtype.element_ty)
+    value_type = w_sq_ptr.dtype.element_ty
+    best = tl.full((BLOCK_N,), float("inf"), value_type)
+    second = tl.full((BLOCK_N,), float("inf"), value_type)
     best_unit = tl.zeros((BLOCK_N,), dtype=tl.int32)
+    if ONE_SLICE:  # every feature fits one slice: the rows' tile is loaded once, not once per unit tile
+        x = tl.load(x_ptr + rows[:, None] * dim + ks[None, :], mask=row_ok[:, None] & (ks < dim)[None, :], other=0.0)
     for start in range(0, n_neurons, BLOCK_M):
         units = start + tile_units
         unit_ok = units < n_neurons
-        product = tl.zeros((BLOCK_N, BLOCK_M), dtype=w_sq_ptr.dtype.element_ty)  # x·w
-        for k0 in range(0, dim, BLOCK_K):
-            k = k0 + ks
-            k_ok = k < dim
-            x = tl.load(x_ptr + rows[:, None] * dim + k[None, :], mask=row_ok[:, None] & k_ok[None, :], other=0.0)
-            w = tl.load(w_ptr + units[None, :] * dim + k[:, None], mask=unit_ok[None, :] & k_ok[:, None], other=0.0)
+        product = tl.zeros((BLOCK_N, BLOCK_M), dtype=value_type)  # x·w
+        if ONE_SLICE:
+            w = tl.load(w_ptr + units[None, :] * dim + ks[:, None], mask=unit_ok[None, :] & (ks < dim)[:, None], other=0.0)
             if TF32:
                 product = tl.dot(x, w, product, input_precision="tf32")
             else:
                 product = tl.dot(x, w, product, input_precision="ieee")
+        else:
+            product = _tile_product(x_ptr, w_ptr, rows, row_ok, units, unit_ok, ks, dim, product, TF32, BLOCK_K)
         w_sq = tl.load(w_sq_ptr + units, mask=unit_ok, other=float("inf"))  # padded units score +inf
         scores = w_sq[None, :] - 2.0 * product  # [BLOCK_N, BLOCK_M]
-        tile_best = tl.min(scores, axis=1)
-        tile_pick = tl.argmin(scores, axis=1, tie_break_left=True)
+        tile_best, tile_pick = tl.min(scores, axis=1, return_indices=True, return_indices_tie_break_left=True)
         tile_second = tl.min(tl.where(tile_units[None, :] == tile_pick[:, None], float("inf"), scores), axis=1)
         # the two smallest of {best, second, tile_best, tile_second}; a tie with an earlier tile keeps the earlier unit
         second = tl.minimum(tl.maximum(best, tile_best), tl.minimum(second, tile_second))
@@ -111,10 +127,10 @@ def two_best_gap(X: torch.Tensor, W: torch.Tensor, w_sq: torch.Tensor) -> tuple[
     arguments = (X, W, w_sq.contiguous(), bmu, gap, n_rows, W.shape[0], dim)
     if X.is_cuda:
         grid = lambda meta: (triton.cdiv(n_rows, meta["BLOCK_N"]),)  # noqa: E731 (Triton's grid idiom)
-        _tuned_two_best_kernel[X.dtype][grid](*arguments, TF32=uses_tf32(W), BLOCK_K=block_k)
+        _tuned_two_best_kernel[X.dtype][grid](*arguments, TF32=uses_tf32(W), ONE_SLICE=dim <= block_k, BLOCK_K=block_k)
     else:
         grid = (triton.cdiv(n_rows, _INTERPRETER_BLOCKS["BLOCK_N"]),)
-        _two_best_kernel[grid](*arguments, TF32=False, BLOCK_K=block_k, **_INTERPRETER_BLOCKS)
+        _two_best_kernel[grid](*arguments, TF32=False, ONE_SLICE=dim <= block_k, BLOCK_K=block_k, **_INTERPRETER_BLOCKS)
     return bmu, gap
 
 

@@ -13,7 +13,6 @@ GPU the same cases run on CUDA (marked ``cuda``). Without Triton every case that
 """
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -29,7 +28,11 @@ from somtorch import bmu as bmu_search
 from somtorch.distances import ActivationDistance
 
 INTERPRETING = os.environ.get("TRITON_INTERPRET") == "1"
-HAS_TRITON = importlib.util.find_spec("triton") is not None
+try:
+    import triton  # noqa: F401 (only whether it imports)
+    HAS_TRITON = True
+except ImportError:
+    HAS_TRITON = False
 needs_triton = pytest.mark.skipif(not HAS_TRITON, reason="triton is not installed (pip install -r requirements-triton.txt)")
 KERNEL_DEVICES = [
     pytest.param("cpu", marks=pytest.mark.skipif(
@@ -152,6 +155,30 @@ def test_fused_partial_stats_equal_the_chunked_ones_and_numpy(kernel_device, dty
     np.testing.assert_allclose(fused.sums.cpu().numpy(), expected_sums, rtol=1e-12, atol=1e-12)
 
 
+@needs_triton
+@pytest.mark.skipif(torch.cuda.is_available(), reason="on a GPU the CUDA cases compile and run the kernel")
+@pytest.mark.skipif(INTERPRETING, reason="the interpreter's kernels cannot be compiled")
+@pytest.mark.parametrize("dtype", ["fp32", "fp64"])
+@pytest.mark.parametrize("one_slice", [True, False])
+def test_kernel_compiles_for_hopper_without_a_gpu(dtype, one_slice):
+    """Triton's compiler, run ahead of time for sm_90 (the H200), catches what the interpreter does not check:
+    types, layouts, shared memory. Each tile config of the kernel for ``dtype`` compiles to a cubin."""
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    from somtorch import _fused_batch
+
+    pointers = {name: f"*{dtype}" for name in ("x_ptr", "w_ptr", "w_sq_ptr", "gap_ptr")}
+    signature = {**pointers, "bmu_ptr": "*i64", "n_rows": "i32", "n_neurons": "i32", "dim": "i32",
+                 **{name: "constexpr" for name in ("TF32", "ONE_SLICE", "BLOCK_N", "BLOCK_M", "BLOCK_K")}}
+    config = _fused_batch._CONFIGS[torch.float32 if dtype == "fp32" else torch.float64][0]
+    constants = {"TF32": dtype == "fp32", "ONE_SLICE": one_slice, "BLOCK_K": 64, **config.kwargs}
+    compiled = triton.compile(ASTSource(_fused_batch._two_best_kernel, signature, constants), target=GPUTarget("cuda", 90, 32),
+                              options={"num_warps": config.num_warps, "num_stages": config.num_stages})
+    assert compiled.asm["cubin"]
+
+
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA not available")
 @needs_triton
@@ -190,7 +217,7 @@ def test_fused_search_applies_only_where_asked_and_possible(monkeypatch):
 def test_cpu_cases_under_triton_interpreter():
     env = {**os.environ, "TRITON_INTERPRET": "1", "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
     finished = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "not cuda", "-k",
-                               "not test_cpu_cases_under_triton_interpreter", __file__],
+                               "not test_cpu_cases_under_triton_interpreter and not compiles", __file__],
                               cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert finished.returncode == 0, finished.stdout[-4000:] + finished.stderr[-2000:]
     summary = finished.stdout.strip().splitlines()[-1]
