@@ -47,6 +47,8 @@ TTQ_FACTOR = 1.05
 SLOW_RUN_S = 20.0  # a run slower than this is not repeated
 TTQ_TIME_CAP_S = 60.0  # summed training time after which a library's time-to-quality sweep stops
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+# Environment of a worker per entry variant: the unfused variant turns somtorch's fused CUDA BMU search off.
+VARIANT_ENVIRONMENT = {"unfused": {"SOMTORCH_FUSED_BMU_SEARCH": "never"}}
 
 
 def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
@@ -132,9 +134,11 @@ class WorkerPool:
         stem.with_suffix(".spec.json").write_text(json.dumps(spec))
         log = stem.with_suffix(".log")
         command = [sys.executable, "-m", "benchmarks.worker", str(stem.with_suffix(".spec.json"))]
+        variant = (fields.get("entry") or {}).get("variant")
+        env = {**self.env, **VARIANT_ENVIRONMENT.get(variant, {})}
         try:
             with log.open("w") as sink:
-                finished = subprocess.run(command, cwd=self.scratch, env=self.env, stdout=sink, stderr=subprocess.STDOUT, timeout=self.timeout)
+                finished = subprocess.run(command, cwd=self.scratch, env=env, stdout=sink, stderr=subprocess.STDOUT, timeout=self.timeout)
         except subprocess.TimeoutExpired:
             return {"error": f"timed out after {self.timeout:.0f} s"}
         result_path = Path(spec["result_path"])

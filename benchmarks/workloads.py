@@ -30,7 +30,8 @@ class Entry:
     (mini-batch online updates, TorchSOM/quicksom). ``unit``: ``updates`` (budget = single-sample steps; a
     mini-batch library with batch_size 1 runs one epoch over the first ``budget`` rows) or ``epochs``.
     ``variant``: a somtorch input variant (``chunks``: a list of row blocks; ``host_stream``: host data streamed to
-    the GPU). ``slow``: runs only with ``--slow-peers``.
+    the GPU through pinned buffers; ``unfused``: the chunked BMU search of somtorch.bmu instead of the fused CUDA
+    kernel, by ``SOMTORCH_FUSED_BMU_SEARCH=never`` in the worker's environment). ``slow``: runs only with ``--slow-peers``.
     """
 
     library: str
@@ -135,6 +136,7 @@ WORKLOADS: dict[str, Workload] = {
         ),
         cuda_entries=(
             Entry("somtorch", "batch", 1, "epochs"),
+            Entry("somtorch", "batch", 1, "epochs", variant="unfused"),
             Entry("somtorch", "batch", 1, "epochs", variant="host_stream"),
             Entry("xpysom", "batch", 1, "epochs"),
         ),
@@ -150,6 +152,7 @@ WORKLOADS: dict[str, Workload] = {
         cpu_entries=(),
         cuda_entries=(
             Entry("somtorch", "batch", 1, "epochs"),
+            Entry("somtorch", "batch", 1, "epochs", variant="unfused"),
             Entry("somtorch", "batch", 1, "epochs", variant="host_stream"),
         ),
         data_on_device=True,
