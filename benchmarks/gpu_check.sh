@@ -185,6 +185,11 @@ check("W3 epoch ≤ 1.3 × GEMM + argmin", ratio(t_fused3, gemm_argmin), 1.3,
       f"GEMM + argmin {gemm_argmin * 1e3:.3g} ms" if gemm_argmin else "no cuBLAS floor")
 info("W3 unfused epoch ÷ GEMM", ratio(t_unfused3, gemm), f"unfused epoch {t_unfused3:.4g} s" if t_unfused3 else "not measured")
 info("W3 unfused epoch ÷ GEMM + argmin", ratio(t_unfused3, gemm_argmin), "the chunked search of somtorch.bmu")
+tf32x3 = run_of(w3, "somtorch (tf32x3)")
+info("W3 fused, three-TF32 products ÷ GEMM", ratio(tf32x3 and tf32x3["median_s"], gemm),
+     f"epoch {tf32x3['median_s']:.4g} s (SOMTORCH_FUSED_FP32_PRODUCTS=tf32x3)" if tf32x3 else "not measured")
+same = w3.get("comparisons", {}).get("somtorch (tf32x3)")
+check("W3: three-TF32 weights = exact float32 weights", same and same["max_abs_weight_diff"], 1e-4, "max abs ΔW, same start", "")
 for name, workload in (("W3", w3), ("gpu10m", big)):
     same = workload.get("comparisons", {}).get("somtorch (unfused)")
     check(f"{name}: fused weights = unfused weights", same and same["max_abs_weight_diff"], 1e-4, "max abs ΔW, same start", "")

@@ -47,8 +47,8 @@ TTQ_FACTOR = 1.05
 SLOW_RUN_S = 20.0  # a run slower than this is not repeated
 TTQ_TIME_CAP_S = 60.0  # summed training time after which a library's time-to-quality sweep stops
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
-# Environment of a worker per entry variant: the unfused variant turns somtorch's fused CUDA BMU search off.
-VARIANT_ENVIRONMENT = {"unfused": {"SOMTORCH_FUSED_BMU_SEARCH": "never"}}
+# Environment of a worker per entry variant: somtorch's fused CUDA BMU search off, or with three-TF32 products.
+VARIANT_ENVIRONMENT = {"unfused": {"SOMTORCH_FUSED_BMU_SEARCH": "never"}, "tf32x3": {"SOMTORCH_FUSED_FP32_PRODUCTS": "tf32x3"}}
 
 
 def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:

@@ -31,7 +31,8 @@ class Entry:
     mini-batch library with batch_size 1 runs one epoch over the first ``budget`` rows) or ``epochs``.
     ``variant``: a somtorch input variant (``chunks``: a list of row blocks; ``host_stream``: host data streamed to
     the GPU through pinned buffers; ``unfused``: the chunked BMU search of somtorch.bmu instead of the fused CUDA
-    kernel, by ``SOMTORCH_FUSED_BMU_SEARCH=never`` in the worker's environment). ``slow``: runs only with ``--slow-peers``.
+    kernel; ``tf32x3``: the fused kernel with three-TF32 float32 products; both set in the worker's environment by
+    ``benchmarks.run.VARIANT_ENVIRONMENT``). ``slow``: runs only with ``--slow-peers``.
     """
 
     library: str
@@ -136,6 +137,7 @@ WORKLOADS: dict[str, Workload] = {
         ),
         cuda_entries=(
             Entry("somtorch", "batch", 1, "epochs"),
+            Entry("somtorch", "batch", 1, "epochs", variant="tf32x3"),
             Entry("somtorch", "batch", 1, "epochs", variant="unfused"),
             Entry("somtorch", "batch", 1, "epochs", variant="host_stream"),
             Entry("xpysom", "batch", 1, "epochs"),

@@ -12,6 +12,12 @@ decided again by ``bmu.best_matching_units`` (exact distance, then the lowest in
 the one of :func:`somtorch.bmu.best_matching_units`. The per-BMU sums (float64) and counts (int64) are then added
 with ``index_add_``, as :func:`somtorch.bmu.accumulate_by_bmu` does.
 
+float32 products are exact float32 (``"ieee"``, CUDA cores) by default. ``FP32_PRODUCTS = "tf32x3"`` (initially the
+environment variable ``SOMTORCH_FUSED_FP32_PRODUCTS``) runs them on the tensor cores as three TF32 products
+(x_hi·w_hi + x_hi·w_lo + x_lo·w_hi); each term then errs by up to about 3·2⁻²⁰·|x_d w_d| (TF32 truncates), several
+times float32's rounding, so the near-tie tolerance is widened by ``TF32X3_TOLERANCE_FACTOR`` and more rows go to the
+exact re-check. Where ``torch.backends.cuda.matmul.allow_tf32`` is set, the products are plain TF32, as in bmu.py.
+
 Importing this module needs Triton (shipped with CUDA builds of PyTorch). Under Triton's interpreter
 (``TRITON_INTERPRET=1`` set before Triton is imported) the same kernel runs on CPU tensors, which is how the CPU
 tests check it.
@@ -19,6 +25,7 @@ tests check it.
 from __future__ import annotations
 
 import logging
+import os
 
 import torch
 import triton
@@ -30,6 +37,11 @@ from .distances import ActivationDistance
 logger = logging.getLogger(__name__)
 
 DTYPES = (torch.float32, torch.float64)
+FP32_PRODUCT_CHOICES = ("ieee", "tf32x3")
+FP32_PRODUCTS = os.environ.get("SOMTORCH_FUSED_FP32_PRODUCTS", "ieee")
+# tf32x3 (u = 2⁻²⁴, S = ‖x‖² + max‖w‖²): two scores and the exact re-check err by up to about (100 + 10D)·u·S, within
+# 8 × the float32 bound (16D + 32)·u·S for every D, with room for the tensor cores' truncating accumulation
+TF32X3_TOLERANCE_FACTOR = 8
 MIN_DOT = 16  # tl.dot needs every block dimension ≥ 16
 MAX_BLOCK_K = 64
 # Tile shapes timed on the first call for each (map size, feature count, dtype); float64 tiles are smaller (twice the
@@ -44,17 +56,15 @@ _INTERPRETER_BLOCKS = {"BLOCK_N": 32, "BLOCK_M": 32}  # CPU tensors run under th
 
 
 @triton.jit
-def _tile_product(x_ptr, w_ptr, rows, row_ok, units, unit_ok, ks, dim, product, TF32: tl.constexpr, BLOCK_K: tl.constexpr):
+def _tile_product(x_ptr, w_ptr, rows, row_ok, units, unit_ok, ks, dim, product, PRECISION: tl.constexpr,
+                  BLOCK_K: tl.constexpr):
     """product + X[rows]·W[units]ᵀ over every feature, BLOCK_K features at a time: [BLOCK_N, BLOCK_M]."""
     for k0 in range(0, dim, BLOCK_K):
         k = k0 + ks
         k_ok = k < dim
         x = tl.load(x_ptr + rows[:, None] * dim + k[None, :], mask=row_ok[:, None] & k_ok[None, :], other=0.0)
         w = tl.load(w_ptr + units[None, :] * dim + k[:, None], mask=unit_ok[None, :] & k_ok[:, None], other=0.0)
-        if TF32:
-            product = tl.dot(x, w, product, input_precision="tf32")
-        else:
-            product = tl.dot(x, w, product, input_precision="ieee")
+        product = tl.dot(x, w, product, input_precision=PRECISION)
     return product
 
 
@@ -62,7 +72,7 @@ def _tile_product(x_ptr, w_ptr, rows, row_ok, units, unit_ok, ks, dim, product, 
 def _two_best_kernel(
     x_ptr, w_ptr, w_sq_ptr, bmu_ptr, gap_ptr,
     n_rows, n_neurons, dim,
-    TF32: tl.constexpr, ONE_SLICE: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr,
+    PRECISION: tl.constexpr, ONE_SLICE: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
     rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
     row_ok = rows < n_rows
@@ -80,12 +90,9 @@ def _two_best_kernel(
         product = tl.zeros((BLOCK_N, BLOCK_M), dtype=value_type)  # x·w
         if ONE_SLICE:
             w = tl.load(w_ptr + units[None, :] * dim + ks[:, None], mask=unit_ok[None, :] & (ks < dim)[:, None], other=0.0)
-            if TF32:
-                product = tl.dot(x, w, product, input_precision="tf32")
-            else:
-                product = tl.dot(x, w, product, input_precision="ieee")
+            product = tl.dot(x, w, product, input_precision=PRECISION)
         else:
-            product = _tile_product(x_ptr, w_ptr, rows, row_ok, units, unit_ok, ks, dim, product, TF32, BLOCK_K)
+            product = _tile_product(x_ptr, w_ptr, rows, row_ok, units, unit_ok, ks, dim, product, PRECISION, BLOCK_K)
         w_sq = tl.load(w_sq_ptr + units, mask=unit_ok, other=float("inf"))  # padded units score +inf
         scores = w_sq[None, :] - 2.0 * product  # [BLOCK_N, BLOCK_M]
         tile_best, tile_pick = tl.min(scores, axis=1, return_indices=True, return_indices_tie_break_left=True)
@@ -108,15 +115,31 @@ def supports(W: torch.Tensor, distance: ActivationDistance) -> bool:
     return distance.is_euclidean and W.dtype in DTYPES
 
 
-def uses_tf32(W: torch.Tensor) -> bool:
-    """TF32 products, under the same condition as :func:`somtorch.bmu.near_tie_tolerance` (CUDA float32 with
-    ``torch.backends.cuda.matmul.allow_tf32``), so the tolerance always matches the precision of the scores."""
-    return W.is_cuda and W.dtype == torch.float32 and torch.backends.cuda.matmul.allow_tf32
+def product_precision(W: torch.Tensor) -> str:
+    """``tl.dot``'s input precision for these weights: ``tf32`` under the condition of
+    :func:`somtorch.bmu.near_tie_tolerance` (CUDA float32 with ``torch.backends.cuda.matmul.allow_tf32``, so the
+    tolerance matches the scores), else ``FP32_PRODUCTS`` for float32 and ``ieee`` for float64."""
+    if FP32_PRODUCTS not in FP32_PRODUCT_CHOICES:
+        raise ValueError(f"FP32_PRODUCTS={FP32_PRODUCTS!r} (or SOMTORCH_FUSED_FP32_PRODUCTS) is not supported; "
+                         f"choose one of {list(FP32_PRODUCT_CHOICES)}")
+    if W.dtype != torch.float32:
+        return "ieee"
+    if W.is_cuda and torch.backends.cuda.matmul.allow_tf32:
+        return "tf32"
+    return FP32_PRODUCTS
 
 
-def two_best_gap(X: torch.Tensor, W: torch.Tensor, w_sq: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def near_tie_tolerance(X: torch.Tensor, w_sq: torch.Tensor, precision: str) -> torch.Tensor:
+    """Per row of X (N, D): :func:`somtorch.bmu.near_tie_tolerance` of its scores, times
+    ``TF32X3_TOLERANCE_FACTOR`` for ``tf32x3`` products."""
+    tolerance = bmu_search.near_tie_tolerance((X * X).sum(1), w_sq.max(), X.shape[1])
+    return tolerance * TF32X3_TOLERANCE_FACTOR if precision == "tf32x3" else tolerance
+
+
+def two_best_gap(X: torch.Tensor, W: torch.Tensor, w_sq: torch.Tensor, precision: str = "ieee") -> tuple[torch.Tensor, torch.Tensor]:
     """Best unit by score (N,) int64 (exact ties to the lowest index) and the gap second-best − best score (N,)
-    (+inf on a one-unit map), for X (N, D) and W (M, D) of one dtype on one device, ``w_sq`` = ‖w‖² (M,)."""
+    (+inf on a one-unit map), for X (N, D) and W (M, D) of one dtype on one device, ``w_sq`` = ‖w‖² (M,), with
+    ``precision`` the products' ``tl.dot`` input precision (see :func:`product_precision`)."""
     X, W = X.contiguous(), W.contiguous()
     n_rows, dim = X.shape
     bmu = torch.empty(n_rows, dtype=torch.int64, device=X.device)
@@ -127,10 +150,11 @@ def two_best_gap(X: torch.Tensor, W: torch.Tensor, w_sq: torch.Tensor) -> tuple[
     arguments = (X, W, w_sq.contiguous(), bmu, gap, n_rows, W.shape[0], dim)
     if X.is_cuda:
         grid = lambda meta: (triton.cdiv(n_rows, meta["BLOCK_N"]),)  # noqa: E731 (Triton's grid idiom)
-        _tuned_two_best_kernel[X.dtype][grid](*arguments, TF32=uses_tf32(W), ONE_SLICE=dim <= block_k, BLOCK_K=block_k)
+        _tuned_two_best_kernel[X.dtype][grid](*arguments, PRECISION=precision, ONE_SLICE=dim <= block_k, BLOCK_K=block_k)
     else:
         grid = (triton.cdiv(n_rows, _INTERPRETER_BLOCKS["BLOCK_N"]),)
-        _two_best_kernel[grid](*arguments, TF32=False, ONE_SLICE=dim <= block_k, BLOCK_K=block_k, **_INTERPRETER_BLOCKS)
+        _two_best_kernel[grid](*arguments, PRECISION=precision, ONE_SLICE=dim <= block_k, BLOCK_K=block_k,
+                               **_INTERPRETER_BLOCKS)
     return bmu, gap
 
 
@@ -143,12 +167,12 @@ def best_matching_units(X: torch.Tensor, W: torch.Tensor, distance: ActivationDi
                         budget_bytes: int) -> torch.Tensor:
     """Flat BMU of every row of X (N, D) under the rule of :mod:`somtorch.bmu`: (N,) int64 on W's device.
 
-    Rows whose best-vs-second score gap is ≤ ``bmu.near_tie_tolerance`` are decided again by
-    ``bmu.best_matching_units`` (exact distance, ties to the lowest index); the others keep the kernel's pick.
+    Rows whose best-vs-second score gap is ≤ the near-tie tolerance (:func:`near_tie_tolerance`) are decided again
+    by ``bmu.best_matching_units`` (exact distance, ties to the lowest index); the others keep the kernel's pick.
     """
-    bmu, gap = two_best_gap(X, W, w_sq)
-    tolerance = bmu_search.near_tie_tolerance((X * X).sum(1), w_sq.max(), X.shape[1])
-    near = torch.nonzero(gap <= tolerance).squeeze(1)  # CUDA: one host sync per block
+    precision = product_precision(W)
+    bmu, gap = two_best_gap(X, W, w_sq, precision)
+    near = torch.nonzero(gap <= near_tie_tolerance(X, w_sq, precision)).squeeze(1)  # CUDA: one host sync per block
     if near.numel():
         bmu[near] = bmu_search.best_matching_units(X[near], W, distance, budget_bytes)
         logger.debug("%d of %d rows re-decided by the exact search", near.numel(), X.shape[0])
