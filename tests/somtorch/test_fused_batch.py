@@ -40,7 +40,6 @@ KERNEL_DEVICES = [
                                  "test_cpu_cases_under_triton_interpreter")),
     pytest.param("cuda", marks=[pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA not available")]),
 ]
-DTYPES = [torch.float32, torch.float64]
 # (dtype, float32 product precision of the kernel): exact float32, three TF32 products, float64
 PRECISIONS = [pytest.param(torch.float32, "ieee", id="float32"), pytest.param(torch.float32, "tf32x3", id="float32-tf32x3"),
               pytest.param(torch.float64, "ieee", id="float64")]
@@ -64,17 +63,20 @@ def random_case(n_rows: int, n_units: int, dim: int, dtype: torch.dtype, seed: i
 
 
 def tied_case(dtype: torch.dtype, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    """100 units of 6 features; units 3 and 30 have bit-identical copies at 40, 77 and 99 (other tiles); samples
-    on them, between unit 10 and unit 50 with unit 50 closer by 2⁻¹⁸ of the spacing (a near-tie), and random ones."""
+    """100 units of 6 features around 30 (‖w‖² ≈ 5,400, so float32 scores err by about 10⁻³); units 3 and 30 have
+    bit-identical copies at 40, 77 and 99 (other tiles); unit 50 is unit 10 moved by δ (|δ| ≈ 2·10⁻³). Samples on
+    the copied units, at w₁₀ + (1/2 + 1/16)·δ (nearer unit 50 by ~10⁻⁷ in squared distance, far below float32's
+    score error: a near-tie only the exact distance decides), and random ones."""
     rng = np.random.default_rng(seed)
     kind = np.float32 if dtype == torch.float32 else np.float64
-    weights = rng.normal(size=(100, 6)).astype(kind)
+    weights = (30 + rng.normal(size=(100, 6))).astype(kind)
     weights[[40, 99]] = weights[3]
     weights[77] = weights[30]
-    midpoint = (weights[10].astype(np.float64) + weights[50]) / 2
-    near = midpoint + 2.0**-18 * (weights[50].astype(np.float64) - weights[10])
+    weights[50] = weights[10] + (1e-3 * rng.normal(size=6)).astype(kind)
+    offset = weights[50].astype(np.float64) - weights[10]
+    near = weights[10] + (0.5 + 1 / 16) * offset
     samples = np.concatenate([np.repeat(weights[[3, 30]], 15, axis=0), np.repeat(near[None], 15, axis=0),
-                              rng.normal(size=(60, 6))]).astype(kind)
+                              30 + rng.normal(size=(60, 6))]).astype(kind)
     return samples[rng.permutation(len(samples))], weights
 
 
@@ -132,9 +134,31 @@ def test_exact_ties_go_to_the_lowest_index_and_near_ties_to_the_exact_nearest(ke
     expected = exact_bmus(samples, weights)
     assert {3, 30, 50} <= set(expected) and not {40, 77, 99} & set(expected)  # the planted cases are in the data
     X, W = on(kernel_device, samples, weights)
-    fused = _fused_batch.best_matching_units(X, W, EUCLIDEAN, (W * W).sum(1), BUDGET)
+    w_sq = (W * W).sum(1)
+    if dtype == torch.float32:  # the near-tie rows are within the tolerance: the exact re-check decides them
+        _, gap = _fused_batch.two_best_gap(X, W, w_sq, products)
+        within = (gap <= _fused_batch.near_tie_tolerance(X, w_sq, products)).cpu().numpy()
+        assert within[expected == 50].all()
+    fused = _fused_batch.best_matching_units(X, W, EUCLIDEAN, w_sq, BUDGET)
     np.testing.assert_array_equal(fused.cpu().numpy(), expected)
     np.testing.assert_array_equal(fused.cpu().numpy(), bmu_search.best_matching_units(X, W, EUCLIDEAN).cpu().numpy())
+
+
+@needs_triton
+def test_rows_within_the_tolerance_are_decided_again_and_only_they(monkeypatch):
+    """A stand-in for the kernel returns unit 0 for every row: rows it reports as near-ties (gap 0) get the exact
+    search's answer, rows it reports as clear (a gap far above the tolerance) keep its pick."""
+    from somtorch import _fused_batch
+
+    samples, weights = random_case(40, 9, 4, torch.float64, seed=2)
+    X, W = torch.from_numpy(samples), torch.from_numpy(weights)
+    gap = torch.where(torch.arange(40) % 2 == 0, 0.0, 1e6).double()
+    monkeypatch.setattr(_fused_batch, "two_best_gap", lambda *args: (torch.zeros(40, dtype=torch.long), gap.clone()))
+    bmus = _fused_batch.best_matching_units(X, W, EUCLIDEAN, (W * W).sum(1), BUDGET).numpy()
+    expected = exact_bmus(samples, weights)
+    assert (expected[1::2] != 0).any()  # the kept wrong picks are visible
+    np.testing.assert_array_equal(bmus[0::2], expected[0::2])
+    np.testing.assert_array_equal(bmus[1::2], 0)
 
 
 @needs_triton
