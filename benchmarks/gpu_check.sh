@@ -122,7 +122,7 @@ rm -rf "$WORK/pipeline_cache"
 
 # 5. Where W3's time goes (torch.profiler). profiling.py runs every section in one process with the fused search.
 run_step "profile of W3 on $DEVICE" 45 30 "$WORK/profile_W3.txt" \
-    python3 benchmarks/run.py --device "$DEVICE" --workload W3 --profile $([ "$MODE" = dry ] && echo --quick)
+    python3 benchmarks/run.py --device "$DEVICE" --workload W3 --profile --out "$WORK" $([ "$MODE" = dry ] && echo --quick)
 
 echo "== [$(elapsed) s] summary"
 python3 - "$WORK" "$MODE" <<'PY' | tee "$WORK/summary.txt"

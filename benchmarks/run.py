@@ -61,7 +61,8 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     parser.add_argument("--slow-peers", action="store_true", help="also run the slow peers (MiniSom online and quicksom on W2)")
     parser.add_argument("--no-ttq", action="store_true", help="skip the time-to-quality sweeps")
     parser.add_argument("--ttq-cap", type=float, default=TTQ_TIME_CAP_S, help="seconds of training per library per sweep")
-    parser.add_argument("--out", type=Path, default=None, help="output path without suffix (default benchmarks/results/bench_<device>)")
+    parser.add_argument("--out", type=Path, default=None, help="output path without suffix (default benchmarks/results/bench_<device>); "
+                        "with --profile, the folder of the profile files (default benchmarks/results)")
     parser.add_argument("--worker-timeout", type=float, default=900.0, help="seconds before a worker is stopped")
     parser.add_argument("--threads", type=int, default=None,
                         help="CPU threads for every library (OMP/MKL/OpenBLAS variables and torch); default: each library's own")
@@ -293,7 +294,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args.profile:
         from benchmarks.profiling import profile_workloads
 
-        profile_workloads(args.workloads, args.device, args.quick, RESULTS_DIR)
+        profile_workloads(args.workloads, args.device, args.quick, args.out or RESULTS_DIR)
         return 0
     out = args.out or RESULTS_DIR / f"bench_{args.device}{'_quick' if args.quick else ''}"
     started = time.perf_counter()
