@@ -8,6 +8,11 @@ overhead. Each variant runs in row blocks with a reused output buffer:
 * ``numpy_blas``: ``np.matmul(X_b, −2·Wᵀ, out=buf); buf += ‖w‖²; buf.argmin(1)`` (NumPy's BLAS, OpenBLAS here), same blocks;
 * on CUDA, ``cublas_gemm``: the product alone (``torch.mm`` into a buffer of up to 2 GiB of rows) and
   ``cublas_gemm_argmin``: the same plus argmin, with the device synchronised before each clock reading.
+
+On CUDA it also times the floor of a host-streamed epoch, the host-to-device copy of the data alone (``copy``):
+``h2d_pinned``, the rows already in pinned host memory, copied in somtorch's streaming blocks (pure DMA), and
+``h2d_staged``, somtorch's own streaming of pageable host rows (``somtorch.streaming.ChunkSource``: each block
+copied into one of two pinned buffers, then to the device) with no BMU work.
 """
 from __future__ import annotations
 
@@ -125,5 +130,37 @@ def measure_floor(host: np.ndarray | None, device_data: torch.Tensor | None, n_n
         record("cublas_gemm", cuda_gemm_pass(device_data, on_device, with_argmin=False), sync, cuda_rows)
         record("cublas_gemm_argmin", cuda_gemm_pass(device_data, on_device, with_argmin=True), sync, cuda_rows)
     floor_variant = min(variants, key=lambda name: variants[name]["median_s"])
-    return {"variants": variants, "floor_s": variants[floor_variant]["median_s"], "floor_variant": floor_variant,
-            "flops_per_pass": flops, "repeats": repeats}
+    result = {"variants": variants, "floor_s": variants[floor_variant]["median_s"], "floor_variant": floor_variant,
+              "flops_per_pass": flops, "repeats": repeats}
+    if device != "cpu":
+        result["copy"] = measure_copy_floor(host, device_data, repeats)
+    return result
+
+
+def measure_copy_floor(host: np.ndarray | None, device_data: torch.Tensor, repeats: int) -> dict[str, Any]:
+    """Median seconds and GB/s of copying the (N, D) float32 data to the GPU: from pinned host memory
+    (``h2d_pinned``) and through somtorch's streaming of pageable host rows (``h2d_staged``), in the rows per
+    block that ``somtorch.streaming`` uses. ``host``: the data on the host, or None to take it from ``device_data``."""
+    from somtorch.streaming import ChunkSource, stream_rows
+
+    pageable = torch.from_numpy(host) if host is not None else device_data.cpu()
+    pinned = pageable.pin_memory()
+    rows = stream_rows(pageable.shape[1], pageable.element_size())
+    target = torch.empty((min(rows, pageable.shape[0]), pageable.shape[1]), dtype=pageable.dtype, device=device_data.device)
+    source = ChunkSource(pageable, pageable.shape[1], device_data.device, pageable.dtype)
+
+    def pinned_copy() -> None:
+        for start in range(0, pinned.shape[0], rows):
+            block = pinned[start : start + rows]
+            target[: block.shape[0]].copy_(block, non_blocking=True)
+
+    def staged_copy() -> None:
+        for _ in source:
+            pass
+
+    copies = {}
+    for name, run in (("h2d_pinned", pinned_copy), ("h2d_staged", staged_copy)):
+        median, times = _median_time(run, repeats, torch.cuda.synchronize)
+        copies[name] = {"median_s": median, "times_s": times, "gb_per_s": pageable.numel() * pageable.element_size() / median / 1e9,
+                        "block_rows": rows}
+    return copies

@@ -18,6 +18,9 @@ customers; the actual row count is reported. Large files are drawn in blocks of 
 distinct seeds and appended in order, so memory stays bounded; block b adds b·10^9 to its integer customer ids
 (``BBID_<int>``; the generator's ids have at most 9 digits), so blocks never share a customer.
 
+``--device cpu,cuda`` runs every implementation once per device (the override ``device=<d>``); the tables then name
+each run ``<impl> (<device>)``, so the stages of the same job on the CPU and on the GPU sit side by side.
+
 Writes ``benchmarks/results/pipeline-<host>-<date>.json`` and ``.md`` (``--out`` to change) and prints the Markdown.
 """
 from __future__ import annotations
@@ -64,6 +67,7 @@ READ_REPEATS = 3
 RUN_TIMEOUT_S = 3600.0
 GB = 1e9
 ERROR_TAIL_CHARS = 2000
+DEVICES = ("auto", "cpu", "cuda")  # configs/device options
 # pipeline.segmentation.segmenter.timed_stage logs "stage <name> took <seconds> s": how a failed run's finished stages are known.
 STAGE_LOG_LINE = re.compile(r"stage (\S+) took ([0-9.]+) s")
 # The issue's targets (2-core machine): (name, smallest rows, largest rows, wall / read limit, peak RSS limit in GB).
@@ -139,6 +143,25 @@ def parse_impls(text: Optional[str]) -> dict[str, Path]:
             raise ValueError(f"--impl: {path} holds no train.py")
         impls[name] = path
     return impls
+
+
+def parse_devices(text: Optional[str]) -> list[Optional[str]]:
+    """``"cpu,cuda"`` -> ``["cpu", "cuda"]`` (each a ``device=`` option of the job); None -> ``[None]`` (the job's
+    configured device)."""
+    if text is None:
+        return [None]
+    devices = [item.strip() for item in text.split(",")]
+    for device in devices:
+        if device not in DEVICES:
+            raise ValueError(f"--device: {device!r} is not a device option; choose from {list(DEVICES)}, comma-separated")
+    if len(set(devices)) != len(devices):
+        raise ValueError(f"--device: {text!r} names a device twice")
+    return devices
+
+
+def run_label(run: dict[str, Any]) -> str:
+    """A run's name in the tables: its implementation, and its device when ``--device`` chose one."""
+    return run["impl"] if run.get("device") is None else f"{run['impl']} ({run['device']})"
 
 
 def old_ref_checkout(ref: str, cache: Path, repo: Path = REPO_ROOT) -> Path:
@@ -282,24 +305,28 @@ def git_revision(folder: Path) -> str:
 
 def benchmark_size(rows: int, impls: dict[str, Path], cache: Path, seed: int, overrides: dict[str, str],
                    scratch: Path, timeout_s: float, rss_limit_bytes: float,
-                   mode: str = "sample") -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The file's description (with the pyarrow read times) and one measured run per implementation."""
+                   mode: str = "sample", devices: Iterable[Optional[str]] = (None,)) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The file's description (with the pyarrow read times) and one measured run per implementation and device
+    (None: the job's configured device)."""
     path, file_info = cached_synthetic_file(cache, rows, seed, mode)
     read_times, read_rows = pyarrow_read_seconds(path)
     file_info.update(path=str(path), rows=read_rows, pyarrow_read_times_s=read_times, pyarrow_read_s=min(read_times))
     logger.info("%d rows: pyarrow read best of %d %.3f s", read_rows, len(read_times), file_info["pyarrow_read_s"])
     runs = []
-    for name, impl in impls.items():
-        run_dir = scratch / f"rows{rows}-{name}"
-        logger.info("%d rows, %s: %s", read_rows, name, shlex.join(train_command(path, run_dir, overrides)))
-        result = measure_run(impl, train_command(path, run_dir, overrides), run_dir, timeout_s, rss_limit_bytes)
-        shutil.rmtree(run_dir, ignore_errors=True)  # result.csv at 10^7 rows is GBs
-        ok = result["returncode"] == 0
-        runs.append({"rows": read_rows, "rows_requested": rows, "impl": name, **result,
-                     "ratio_to_pyarrow_read": result["wall_s"] / file_info["pyarrow_read_s"] if ok else None,
-                     "peak_rss_gb": result["peak_rss_bytes"] / GB})
-        logger.info("%d rows, %s: %s in %.1f s, peak RSS %.2f GB", read_rows, name, "done" if ok else "FAILED",
-                    result["wall_s"], result["peak_rss_bytes"] / GB)
+    for device in devices:
+        for name, impl in impls.items():
+            run_dir = scratch / (f"rows{rows}-{name}" + ("" if device is None else f"-{device}"))
+            command = train_command(path, run_dir, overrides if device is None else {**overrides, "device": device})
+            label = run_label({"impl": name, "device": device})
+            logger.info("%d rows, %s: %s", read_rows, label, shlex.join(command))
+            result = measure_run(impl, command, run_dir, timeout_s, rss_limit_bytes)
+            shutil.rmtree(run_dir, ignore_errors=True)  # result.csv at 10^7 rows is GBs
+            ok = result["returncode"] == 0
+            runs.append({"rows": read_rows, "rows_requested": rows, "impl": name, "device": device, **result,
+                         "ratio_to_pyarrow_read": result["wall_s"] / file_info["pyarrow_read_s"] if ok else None,
+                         "peak_rss_gb": result["peak_rss_bytes"] / GB})
+            logger.info("%d rows, %s: %s in %.1f s, peak RSS %.2f GB", read_rows, label, "done" if ok else "FAILED",
+                        result["wall_s"], result["peak_rss_bytes"] / GB)
     return file_info, runs
 
 
@@ -309,10 +336,10 @@ def size_targets(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     The RSS growth target compares the largest peak at ~10^7 rows with the largest at ~10^6; a run at either size
     that did not complete makes it a MISS (its peak is only a lower bound)."""
     targets = []
-    for impl in dict.fromkeys(run["impl"] for run in runs):
+    for impl in dict.fromkeys(run_label(run) for run in runs):
         peak_by_class: dict[str, tuple[float, bool]] = {}  # name -> (largest peak GB, every run completed)
         for name, low, high, ratio_limit, rss_limit in SIZE_TARGETS:
-            for run in (r for r in runs if r["impl"] == impl and low <= r["rows"] < high):
+            for run in (r for r in runs if run_label(r) == impl and low <= r["rows"] < high):
                 ok = run["returncode"] == 0
                 ratio = run["ratio_to_pyarrow_read"]
                 targets.append({"impl": impl, "rows": run["rows"], "target": f"{name}: completes, wall ≤ {ratio_limit:g} × "
@@ -357,7 +384,7 @@ def render_markdown(report: dict[str, Any]) -> str:
     lines += ["", "| " + " | ".join(columns) + " |", "| --- " * len(columns) + "|"]
     for run in report["runs"]:
         status = "" if run["returncode"] == 0 else (f" (stopped: {run['stopped']})" if run["stopped"] else f" (failed, exit {run['returncode']})")
-        cells = [f"{run['rows']:,}", run["impl"], f"{run['wall_s']:.1f}{status}", _fmt(run["ratio_to_pyarrow_read"]),
+        cells = [f"{run['rows']:,}", run_label(run), f"{run['wall_s']:.1f}{status}", _fmt(run["ratio_to_pyarrow_read"]),
                  f"{run['peak_rss_gb']:.2f}"] + [_fmt(run["timings_s"].get(stage)) for stage in stages]
         lines.append("| " + " | ".join(cells) + " |")
     if report["targets"]:
@@ -373,6 +400,8 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help=f"folder of the generated files (default {DEFAULT_CACHE})")
     parser.add_argument("--impl", default=None, help="NAME=PATH[,NAME=PATH]: checkouts holding train.py (default new=this repository)")
     parser.add_argument("--old-ref", default=None, help="git ref to check out as the 'old' implementation (a worktree in the cache)")
+    parser.add_argument("--device", default=None, help="cpu,cuda (any of auto, cpu, cuda): run each implementation once per "
+                        "device (device=<d>); default: the job's configured device")
     parser.add_argument("--override", action="append", default=[], metavar="KEY=VALUE", help="extra train.py override (repeatable)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic files (default 0)")
     parser.add_argument("--rows-per-customer", default="sample", choices=sorted(ROWS_PER_CUSTOMER),
@@ -386,12 +415,15 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     try:
         args.sizes = parse_rows(args.rows)
         args.impls = parse_impls(args.impl)
+        args.devices = parse_devices(args.device)
         args.overrides = {}
         for item in args.override:
             key, sep, value = item.partition("=")
             if not sep or not key:
                 raise ValueError(f"--override: {item!r} is not KEY=VALUE")
             args.overrides[key] = value
+        if args.device is not None and "device" in args.overrides:
+            raise ValueError("--device and --override device=... both choose the device; give one")
         if args.old_ref is not None and "old" in args.impls:
             raise ValueError("--old-ref and --impl old=... both name the old implementation; give one")
     except ValueError as error:
@@ -409,7 +441,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     out = args.out or RESULTS_DIR / f"pipeline-{platform.node()}-{started.date().isoformat()}.json"
     report: dict[str, Any] = {"meta": {
         "command": "python benchmarks/pipeline.py " + shlex.join(sys.argv[1:] if argv is None else argv),
-        "started": started.isoformat(timespec="seconds"), "machine": machine_info("cpu"), "revision": source_revision(),
+        "started": started.isoformat(timespec="seconds"), "machine": machine_info("cuda" if "cuda" in args.devices else "cpu"),
+        "revision": source_revision(), "devices": args.devices,
         "impls": {name: {"path": str(path), "revision": git_revision(path)} for name, path in args.impls.items()},
         "overrides": args.overrides, "cache": str(args.cache), "seed": args.seed,
         "rows_per_customer": args.rows_per_customer, "gb": "10^9 bytes",
@@ -419,7 +452,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         for rows in args.sizes:
             file_info, runs = benchmark_size(rows, args.impls, args.cache, args.seed, args.overrides, Path(scratch), args.timeout,
                                              math.inf if args.rss_limit is None else args.rss_limit * GB,
-                                             args.rows_per_customer)
+                                             args.rows_per_customer, args.devices)
             report["files"].append(file_info)
             report["runs"] += runs
     report["targets"] = size_targets(report["runs"])

@@ -47,6 +47,8 @@ TTQ_FACTOR = 1.05
 SLOW_RUN_S = 20.0  # a run slower than this is not repeated
 TTQ_TIME_CAP_S = 60.0  # summed training time after which a library's time-to-quality sweep stops
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+# Environment of a worker per entry variant: somtorch's fused CUDA BMU search off, or with three-TF32 products.
+VARIANT_ENVIRONMENT = {"unfused": {"SOMTORCH_FUSED_BMU_SEARCH": "never"}, "tf32x3": {"SOMTORCH_FUSED_FP32_PRODUCTS": "tf32x3"}}
 
 
 def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
@@ -59,7 +61,8 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     parser.add_argument("--slow-peers", action="store_true", help="also run the slow peers (MiniSom online and quicksom on W2)")
     parser.add_argument("--no-ttq", action="store_true", help="skip the time-to-quality sweeps")
     parser.add_argument("--ttq-cap", type=float, default=TTQ_TIME_CAP_S, help="seconds of training per library per sweep")
-    parser.add_argument("--out", type=Path, default=None, help="output path without suffix (default benchmarks/results/bench_<device>)")
+    parser.add_argument("--out", type=Path, default=None, help="output path without suffix (default benchmarks/results/bench_<device>); "
+                        "with --profile, the folder of the profile files (default benchmarks/results)")
     parser.add_argument("--worker-timeout", type=float, default=900.0, help="seconds before a worker is stopped")
     parser.add_argument("--threads", type=int, default=None,
                         help="CPU threads for every library (OMP/MKL/OpenBLAS variables and torch); default: each library's own")
@@ -132,9 +135,11 @@ class WorkerPool:
         stem.with_suffix(".spec.json").write_text(json.dumps(spec))
         log = stem.with_suffix(".log")
         command = [sys.executable, "-m", "benchmarks.worker", str(stem.with_suffix(".spec.json"))]
+        variant = (fields.get("entry") or {}).get("variant")
+        env = {**self.env, **VARIANT_ENVIRONMENT.get(variant, {})}
         try:
             with log.open("w") as sink:
-                finished = subprocess.run(command, cwd=self.scratch, env=self.env, stdout=sink, stderr=subprocess.STDOUT, timeout=self.timeout)
+                finished = subprocess.run(command, cwd=self.scratch, env=env, stdout=sink, stderr=subprocess.STDOUT, timeout=self.timeout)
         except subprocess.TimeoutExpired:
             return {"error": f"timed out after {self.timeout:.0f} s"}
         result_path = Path(spec["result_path"])
@@ -289,7 +294,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args.profile:
         from benchmarks.profiling import profile_workloads
 
-        profile_workloads(args.workloads, args.device, args.quick, RESULTS_DIR)
+        profile_workloads(args.workloads, args.device, args.quick, args.out or RESULTS_DIR)
         return 0
     out = args.out or RESULTS_DIR / f"bench_{args.device}{'_quick' if args.quick else ''}"
     started = time.perf_counter()

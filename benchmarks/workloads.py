@@ -30,7 +30,9 @@ class Entry:
     (mini-batch online updates, TorchSOM/quicksom). ``unit``: ``updates`` (budget = single-sample steps; a
     mini-batch library with batch_size 1 runs one epoch over the first ``budget`` rows) or ``epochs``.
     ``variant``: a somtorch input variant (``chunks``: a list of row blocks; ``host_stream``: host data streamed to
-    the GPU). ``slow``: runs only with ``--slow-peers``.
+    the GPU through pinned buffers; ``unfused``: the chunked BMU search of somtorch.bmu instead of the fused CUDA
+    kernel; ``tf32x3``: the fused kernel with three-TF32 float32 products; both set in the worker's environment by
+    ``benchmarks.run.VARIANT_ENVIRONMENT``). ``slow``: runs only with ``--slow-peers``.
     """
 
     library: str
@@ -135,6 +137,8 @@ WORKLOADS: dict[str, Workload] = {
         ),
         cuda_entries=(
             Entry("somtorch", "batch", 1, "epochs"),
+            Entry("somtorch", "batch", 1, "epochs", variant="tf32x3"),
+            Entry("somtorch", "batch", 1, "epochs", variant="unfused"),
             Entry("somtorch", "batch", 1, "epochs", variant="host_stream"),
             Entry("xpysom", "batch", 1, "epochs"),
         ),
@@ -150,6 +154,7 @@ WORKLOADS: dict[str, Workload] = {
         cpu_entries=(),
         cuda_entries=(
             Entry("somtorch", "batch", 1, "epochs"),
+            Entry("somtorch", "batch", 1, "epochs", variant="unfused"),
             Entry("somtorch", "batch", 1, "epochs", variant="host_stream"),
         ),
         data_on_device=True,

@@ -12,11 +12,18 @@ S is accumulated in float64 (``accumulate="float64"``): shards summed in another
 are associative, so S, and the weights after any number of epochs, are bit-identical for any split of the data
 into shards, any shard order and any number of ranks. Values must satisfy |x| < 2⁷ and the rows ≤ 2³⁶ (the limbs
 cannot overflow below that); the rounding to 2⁻⁴⁰ moves S by at most n·2⁻⁴¹.
+
+On CUDA, float64 accumulation of euclidean BMUs uses the fused Triton search of :mod:`somtorch._fused_batch` (no
+N × M score matrix; the same BMUs). ``FUSED_BMU_SEARCH`` (initially the environment variable
+``SOMTORCH_FUSED_BMU_SEARCH``, default ``auto``) chooses: ``auto`` (CUDA weights and Triton importable), ``never``,
+or ``always`` (wherever the distance and dtype allow, CPU tensors included: those need Triton's interpreter).
 """
 from __future__ import annotations
 
+import logging
+import os
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Callable, Iterable, Optional
 
 import torch
 
@@ -24,7 +31,11 @@ from . import bmu as bmu_search
 from .distances import ActivationDistance
 from .neighborhoods import MapNeighborhood
 
+logger = logging.getLogger(__name__)
+
 ACCUMULATIONS = ("float64", "exact")
+FUSED_CHOICES = ("auto", "never", "always")
+FUSED_BMU_SEARCH = os.environ.get("SOMTORCH_FUSED_BMU_SEARCH", "auto")
 # Fixed point of accumulate="exact": x ≈ hi·2⁻²⁰ + lo·2⁻⁴⁰ with hi = floor(x·2²⁰) and lo in [0, 2²⁰].
 LIMB_BITS = 20
 EXACT_MAX_ABS = 2.0**7  # |x| < 2⁷ keeps |hi| < 2²⁷, so a sum of 2³⁶ rows stays below 2⁶³
@@ -94,14 +105,38 @@ def fixed_point_limbs(chunk: torch.Tensor) -> torch.Tensor:
     return torch.stack([hi, lo]).to(torch.int64)
 
 
+def fused_search_applies(W: torch.Tensor, distance: ActivationDistance) -> bool:
+    """Whether ``partial_stats`` (float64 accumulation) runs the fused Triton search for these weights, by
+    ``FUSED_BMU_SEARCH``: never; always where the distance and dtype allow; auto also needs W on CUDA. Where Triton
+    does not import the answer is False (the chunked search of :mod:`somtorch.bmu` runs)."""
+    return _fused_accumulation(W, distance) is not None
+
+
+def _fused_accumulation(W: torch.Tensor, distance: ActivationDistance) -> Optional[Callable[..., None]]:
+    """``somtorch._fused_batch.accumulate_by_bmu`` where :func:`fused_search_applies`, else None."""
+    if FUSED_BMU_SEARCH not in FUSED_CHOICES:
+        raise ValueError(f"FUSED_BMU_SEARCH={FUSED_BMU_SEARCH!r} (or SOMTORCH_FUSED_BMU_SEARCH) is not supported; "
+                         f"choose one of {list(FUSED_CHOICES)}")
+    if FUSED_BMU_SEARCH == "never" or (FUSED_BMU_SEARCH == "auto" and not W.is_cuda):
+        return None
+    try:
+        from . import _fused_batch
+    except ImportError:  # no Triton: the chunked search
+        logger.debug("Triton is not installed; the batch epoch uses the chunked BMU search")
+        return None
+    return _fused_batch.accumulate_by_bmu if _fused_batch.supports(W, distance) else None
+
+
 def partial_stats(chunks: Iterable[torch.Tensor], W: torch.Tensor, distance: ActivationDistance, *,
                   chunk_bytes: int = bmu_search.DEFAULT_CHUNK_BYTES, accumulate: str = "float64") -> BatchStatistics:
     """S (float64 or exact limbs) and c (int64) of every sample of ``chunks`` ((rows, D) tensors) under W (M, D).
 
     BMUs follow the one rule of :mod:`somtorch.bmu` (exact distance decides near-ties, then the lowest index), so a
-    sample's BMU does not depend on how the data is cut into chunks or shards."""
+    sample's BMU does not depend on how the data is cut into chunks or shards, nor on whether the fused search runs
+    (see :func:`fused_search_applies`)."""
     check_accumulation(accumulate)
     stats = BatchStatistics.zeros(W.shape[0], W.shape[1], accumulate=accumulate, device=W.device)
+    accumulate_rows = (_fused_accumulation(W, distance) if accumulate == "float64" else None) or bmu_search.accumulate_by_bmu
     for chunk in chunks:
         if accumulate == "exact":
             for _, X, bmu in bmu_search.iter_bmus(chunk, W, distance, chunk_bytes):
@@ -110,7 +145,7 @@ def partial_stats(chunks: Iterable[torch.Tensor], W: torch.Tensor, distance: Act
                 stats.sums[1].index_add_(0, bmu, limbs[1])
                 stats.counts.index_add_(0, bmu, torch.ones_like(bmu))
         else:
-            bmu_search.accumulate_by_bmu(chunk, W, distance, chunk_bytes, stats.sums, stats.counts)
+            accumulate_rows(chunk, W, distance, chunk_bytes, stats.sums, stats.counts)
     return stats
 
 
