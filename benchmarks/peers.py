@@ -136,6 +136,8 @@ def train_somtorch(inputs: Inputs, shape: tuple[int, int, int], entry: Entry, bu
     x, y, dim = shape
     use_host = entry.variant == "host_stream" or inputs.device_tensor is None
     data = inputs.host if use_host else inputs.device_tensor
+    if entry.mode == "qe":
+        raise ValueError("mode 'qe' is no training: the worker's qe task times it (benchmarks.peers.QUANTIZERS)")
     if entry.mode == "online":
         som = SOM(x, y, dim, sigma=ONLINE_SIGMA, learning_rate=ONLINE_LEARNING_RATE, random_seed=MODEL_SEED, device=device)
         som.train_random(data, budget)
