@@ -59,6 +59,15 @@ def interleaved_times(calls: dict[str, Callable[[], Any]], repeats: int, device:
     return times
 
 
+def preset_map(data: np.ndarray, side: int, device: str) -> SOM:
+    """The map this benchmark scores (also the fixed map of ``benchmarks/run.py --workload QE``): side × side, PCA
+    start, σ 4 → 1 linearly, ``TRAINING_EPOCHS`` batch epochs on the first ``TRAINING_ROWS`` rows of ``data`` (N, D)."""
+    som = SOM(side, side, data.shape[1], sigma=4.0, sigma_decay_function="linear_decay_to_one", random_seed=0, device=device)
+    som.pca_weights_init(data[:TRAINING_ROWS])
+    som.train_batch(data[:TRAINING_ROWS], TRAINING_EPOCHS)
+    return som
+
+
 def three_calls(som: SOM, X: torch.Tensor) -> tuple[torch.Tensor, float, float]:
     """What the segmenter's evaluate stage did before ``SOM.evaluate``: three searches."""
     return som.bmu_indices(X), som.quantization_error(X), som.topographic_error(X)
@@ -67,9 +76,7 @@ def three_calls(som: SOM, X: torch.Tensor) -> tuple[torch.Tensor, float, float]:
 def measure_case(n: int, side: int, device: str, repeats: int) -> dict[str, Any]:
     """Times (s) and agreement of evaluate, the three calls and MiniSom for one (N, map) case."""
     data = make_blobs(n, FEATURES, seed=0)
-    som = SOM(side, side, FEATURES, sigma=4.0, sigma_decay_function="linear_decay_to_one", random_seed=0, device=device)
-    som.pca_weights_init(data[:TRAINING_ROWS])
-    som.train_batch(data[:TRAINING_ROWS], TRAINING_EPOCHS)
+    som = preset_map(data, side, device)
     X = torch.from_numpy(data).to(som.device)
     subset = data[:MINISOM_ROWS].astype(np.float64)
     X_subset = X[:MINISOM_ROWS]

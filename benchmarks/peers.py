@@ -8,6 +8,15 @@ compute the same thing (see :class:`ExponentialDecay`).
 The somtorch and XPySom batch maps start from the same MiniSom-style random weights (same seed, same draw order)
 and use the same schedule, so their results should agree to float32 rounding: the time ratio is then a pure speed
 comparison and the QE comparison a correctness check.
+
+The second batch schedule, ``pca3`` (issue 14's independent protocol): both maps start from the plane of somtorch's
+``pca_weights_init`` (computed once, untimed, and handed to XPySom as its ``_weights``), σ_t = 3 / (1 + 2t/T)
+(somtorch ``asymptotic_decay``, XPySom ``decay_function="asymptotic"``) and XPySom's ``std_coeff = 1``, so its
+Gaussian exp(−d²/(2·(1·σ)²)) is somtorch's. XPySom's learning rate multiplies numerator and denominator of the
+batch update alike and cancels.
+
+The ``qe`` mode (:data:`QUANTIZERS`) times one quantization error over all rows on fixed weights: somtorch's
+``SOM.quantization_error`` against MiniSom's ``quantization_error`` (its float64 weights, MiniSom's own formula).
 """
 from __future__ import annotations
 
@@ -30,6 +39,8 @@ ONLINE_LEARNING_RATE = 0.5
 XPYSOM_STD_COEFF = 0.5  # XPySom's gaussian is exp(−d²/(2·(0.5σ)²)): an effective σ of half its nominal σ
 XPYSOM_FINAL_SIGMA = 1.0
 CHUNK_ROWS = 1 << 18  # row block of somtorch's "chunks" input variant
+PCA_SCHEDULE = "pca3"  # Entry.schedule of the second batch schedule
+PCA_SCHEDULE_SIGMA = 3.0
 
 
 @dataclass
@@ -38,6 +49,7 @@ class Inputs:
 
     host: Optional[np.ndarray]
     device_tensor: Any = None
+    initial_weights: Optional[np.ndarray] = None  # (x, y, D) start of the ``pca3`` schedule and fixed map of ``qe``
 
     @property
     def n_rows(self) -> int:
@@ -96,6 +108,18 @@ class Peer:
         return "cpu" if self.name == "minisom" else None
 
 
+def given_weights(inputs: Inputs, entry: Entry) -> np.ndarray:
+    """The (x, y, D) weights the worker computed before the clock (``pca3`` start, ``qe`` map); ValueError if none."""
+    if inputs.initial_weights is None:
+        raise ValueError(f"{entry.library} {entry.mode} (schedule {entry.schedule!r}) needs Inputs.initial_weights; got None")
+    return inputs.initial_weights
+
+
+def _check_schedule(entry: Entry) -> None:
+    if entry.schedule not in (None, PCA_SCHEDULE):
+        raise ValueError(f"Entry.schedule={entry.schedule!r} is not known; choose None (XPySom's default) or {PCA_SCHEDULE!r}")
+
+
 def _rows_for(entry: Entry, budget: int, n_rows: int) -> int:
     """Rows a mini-batch library sees: ``budget`` rows (one epoch) for ``updates`` budgets, else all rows."""
     if entry.unit != "updates":
@@ -112,13 +136,21 @@ def train_somtorch(inputs: Inputs, shape: tuple[int, int, int], entry: Entry, bu
     x, y, dim = shape
     use_host = entry.variant == "host_stream" or inputs.device_tensor is None
     data = inputs.host if use_host else inputs.device_tensor
+    if entry.mode == "qe":
+        raise ValueError("mode 'qe' is no training: the worker's qe task times it (benchmarks.peers.QUANTIZERS)")
     if entry.mode == "online":
         som = SOM(x, y, dim, sigma=ONLINE_SIGMA, learning_rate=ONLINE_LEARNING_RATE, random_seed=MODEL_SEED, device=device)
         som.train_random(data, budget)
         return som.get_weights()
-    sigma0, sigma_final = batch_sigma(x, y)
-    som = SOM(x, y, dim, sigma=sigma0, sigma_decay_function=ExponentialDecay(sigma_final), random_seed=MODEL_SEED,
-              device=device, allow_tf32=allow_tf32)
+    _check_schedule(entry)
+    if entry.schedule == PCA_SCHEDULE:
+        som = SOM(x, y, dim, sigma=PCA_SCHEDULE_SIGMA, sigma_decay_function="asymptotic_decay", random_seed=MODEL_SEED,
+                  device=device, allow_tf32=allow_tf32)
+        som.set_weights(given_weights(inputs, entry))
+    else:
+        sigma0, sigma_final = batch_sigma(x, y)
+        som = SOM(x, y, dim, sigma=sigma0, sigma_decay_function=ExponentialDecay(sigma_final), random_seed=MODEL_SEED,
+                  device=device, allow_tf32=allow_tf32)
     if entry.variant == "chunks":
         som.train_batch([data[s : s + CHUNK_ROWS] for s in range(0, data.shape[0], CHUNK_ROWS)], budget)
     elif entry.variant == "host_stream":
@@ -141,13 +173,19 @@ def _train_xpysom(inputs: Inputs, shape: tuple[int, int, int], entry: Entry, bud
     from xpysom import XPySom
 
     x, y, dim = shape
+    _check_schedule(entry)
+    schedule = {"sigma": PCA_SCHEDULE_SIGMA, "decay_function": "asymptotic", "std_coeff": 1.0} if entry.schedule == PCA_SCHEDULE else {}
     if device == "cuda":
         import cupy
 
-        som = XPySom(x, y, dim, random_seed=MODEL_SEED, xp=cupy)
+        som = XPySom(x, y, dim, random_seed=MODEL_SEED, xp=cupy, **schedule)
+        if schedule:
+            som._weights = np.array(given_weights(inputs, entry), dtype=np.float32)  # XPySom has no weight setter
         som.train(cupy.asarray(inputs.device_tensor), budget)  # zero-copy view of the torch tensor
     else:
-        som = XPySom(x, y, dim, random_seed=MODEL_SEED, xp=np)
+        som = XPySom(x, y, dim, random_seed=MODEL_SEED, xp=np, **schedule)
+        if schedule:
+            som._weights = np.array(given_weights(inputs, entry), dtype=np.float32)
         som.train(inputs.host, budget)
     return np.asarray(som.get_weights())
 
@@ -184,6 +222,44 @@ def _train_quicksom(inputs: Inputs, shape: tuple[int, int, int], entry: Entry, b
     batch = {"batch_size": entry.batch_size} if entry.batch_size is not None else {}
     som.fit(dataset=inputs.host[:rows], n_epoch=epochs, print_each=10**9, logfile=None, **batch)
     return som.centroids.detach().cpu().numpy().reshape(x, y, dim)
+
+
+def pca_plane(data: Any, shape: tuple[int, int, int], device: str) -> np.ndarray:
+    """somtorch's ``pca_weights_init`` plane (x, y, D) of ``data`` (N, D): the start both maps of ``pca3`` get."""
+    from somtorch import SOM
+
+    som = SOM(*shape, random_seed=MODEL_SEED, device=device)
+    som.pca_weights_init(data)
+    return som.get_weights()
+
+
+def _somtorch_quantization_error(inputs: Inputs, weights: np.ndarray, device: str) -> float:
+    from somtorch import SOM
+
+    som = SOM(*weights.shape, device=device)
+    som.set_weights(weights)
+    return float(som.quantization_error(inputs.device_tensor if inputs.device_tensor is not None else inputs.host))
+
+
+def _minisom_quantization_error(inputs: Inputs, weights: np.ndarray, device: str) -> float:
+    from minisom import MiniSom
+
+    som = MiniSom(*weights.shape)
+    som._weights = weights.astype(np.float64)  # MiniSom has no weight setter; its own weights are float64
+    return float(som.quantization_error(inputs.host))
+
+
+# Mode ``qe``: f(inputs, weights (x, y, D), device) → mean distance from each row to its BMU.
+QUANTIZERS: dict[str, Callable[[Inputs, np.ndarray, str], float]] = {
+    "somtorch": _somtorch_quantization_error, "minisom": _minisom_quantization_error,
+}
+
+
+def get_quantizer(name: str) -> Callable[[Inputs, np.ndarray, str], float]:
+    """The quantization-error call of library ``name`` (mode ``qe``); ValueError for a library without one."""
+    if name not in QUANTIZERS:
+        raise ValueError(f"library {name!r} has no quantization-error adapter; choose from {sorted(QUANTIZERS)}")
+    return QUANTIZERS[name]
 
 
 PEERS: dict[str, Peer] = {

@@ -11,6 +11,10 @@ from typing import Any, Optional
 logger = logging.getLogger(__name__)
 
 QE_EQUAL_RELATIVE = 1e-3  # "equal QE": within 0.1% (two float32 batch maps of the same schedule differ by rounding)
+QE_PASS_RELATIVE = 1e-5  # one QE pass on the same weights: float32 somtorch vs float64 MiniSom
+EPOCH_FLOOR_LIMIT = 1.2  # issue 14: an epoch at 2 threads ≤ 1.2 × the distance floor
+BUSY_WORST_LIMIT = 3.0  # issue 14: no somtorch run beside a competitor over 3 × its quiet median
+BUSY_WORKLOADS = ("W1", "W2", "W2pca", "QE")
 MIB = 2**20
 
 
@@ -22,7 +26,7 @@ def find_run(workload: dict[str, Any], label: str, mode: Optional[str] = None) -
     return None
 
 
-def _target(name: str, measured: Optional[float], limit: float, unit: str, detail: str, passes: Optional[bool] = None) -> dict[str, Any]:
+def _target(name: str, measured: Optional[float], limit: Optional[float], unit: str, detail: str, passes: Optional[bool] = None) -> dict[str, Any]:
     if measured is None:
         status = "n/a"
     else:
@@ -72,6 +76,63 @@ def cpu_targets(workloads: dict[str, Any]) -> list[dict[str, Any]]:
     peak = big_run.get("peak_rss_mb") if big_run else None
     targets.append(_target("bigmap 200×200: peak memory < 2 GB", peak, 2048.0, "MB peak RSS",
                            "whole worker process (interpreter, torch, data and training)"))
+    return targets + schedule_targets(workloads) + floor_targets(workloads) + qe_targets(workloads) + busy_targets(workloads)
+
+
+def schedule_targets(workloads: dict[str, Any]) -> list[dict[str, Any]]:
+    """W2 on the second schedule (W2pca: PCA start, σ = 3, asymptotic): ≤ 0.2 × XPySom at equal QE."""
+    w2pca = workloads.get("W2pca", {})
+    som, xpy = find_run(w2pca, "somtorch", "batch"), find_run(w2pca, "xpysom", "batch")
+    qe_ratio = som["qe"] / xpy["qe"] if som and xpy and som.get("qe") and xpy.get("qe") else None
+    return [
+        _target("W2 PCA/σ=3/asymptotic schedule: somtorch.train_batch ≤ 0.2 × XPySom", _ratio(som, xpy), 0.2, "×",
+                "median wall time ratio, same run; same PCA start, XPySom std_coeff 1"),
+        _target("W2 PCA/σ=3/asymptotic schedule: QE ≤ XPySom's QE", qe_ratio, 1 + QE_EQUAL_RELATIVE, "× XPySom QE",
+                f"equal within {QE_EQUAL_RELATIVE:.1%} counts as equal"),
+    ]
+
+
+def floor_targets(workloads: dict[str, Any]) -> list[dict[str, Any]]:
+    """Issue 14: the batch epoch ≤ 1.2 × the bare distance floor, per epoch (W2, W2pca) and for W3's one epoch."""
+    targets = []
+    for name in ("W2", "W2pca", "W3"):
+        workload = workloads.get(name, {})
+        passes = workload.get("spec", {}).get("floor_passes", 1)
+        ratio, detail = _floor_ratio(find_run(workload, "somtorch", "batch"), workload, ("torch_addmm", "numpy_blas"), passes)
+        targets.append(_target(f"{name} batch: epoch ≤ {EPOCH_FLOOR_LIMIT} × bare distance floor", ratio, EPOCH_FLOOR_LIMIT, "×",
+                               f"{detail}; the run's CPU threads (see meta)"))
+    return targets
+
+
+def qe_targets(workloads: dict[str, Any]) -> list[dict[str, Any]]:
+    """QE over 10⁶ rows: somtorch's value equals MiniSom's on the same weights (its speed is in the runs table)."""
+    qe = workloads.get("QE", {})
+    som, mini = find_run(qe, "somtorch", "qe"), find_run(qe, "minisom", "qe")
+    gap = abs(som["qe"] / mini["qe"] - 1) if som and mini and som.get("qe") and mini.get("qe") else None
+    speed = f"; time {som['median_s'] / mini['median_s']:.3g} × MiniSom's" if gap is not None else ""
+    return [_target("QE on 10⁶ rows: somtorch = MiniSom on the same weights", gap, QE_PASS_RELATIVE, "relative gap",
+                    "SOM.quantization_error (float32) vs MiniSom.quantization_error (float64)" + speed)]
+
+
+def busy_targets(workloads: dict[str, Any]) -> list[dict[str, Any]]:
+    """Busy machine (``--busy``): somtorch's busy/quiet slowdown ≤ the best peer's, and no somtorch run over 3 × quiet."""
+    targets = []
+    for name in BUSY_WORKLOADS:
+        runs = [r for r in workloads.get(name, {}).get("runs", []) if "slowdown" in r.get("busy", {})]
+        ours = [r for r in runs if r["entry"]["library"] == "somtorch"]
+        peers = [r for r in runs if r["entry"]["library"] != "somtorch"]
+        worst = max(ours, key=lambda r: r["busy"]["slowdown"], default=None)
+        best = min(peers, key=lambda r: r["busy"]["slowdown"], default=None)
+        if worst and best:
+            measured, limit = worst["busy"]["slowdown"], best["busy"]["slowdown"]
+            detail = f"somtorch {worst['entry']['mode']} {measured:.3g} × vs best peer {best['label']} ({best['entry']['mode']}) {limit:.3g} ×"
+        else:
+            measured, limit, detail = None, None, "not measured (run with --busy and a peer)"
+        targets.append(_target(f"{name} busy: somtorch slowdown ≤ best peer's", measured, limit, "× (busy ÷ quiet median)", detail))
+        slowest = max(ours, key=lambda r: r["busy"]["worst_slowdown"], default=None)
+        targets.append(_target(f"{name} busy: no somtorch run over {BUSY_WORST_LIMIT:g} × its quiet time",
+                               slowest["busy"]["worst_slowdown"] if slowest else None, BUSY_WORST_LIMIT, "× (slowest busy ÷ quiet median)",
+                               f"somtorch {slowest['entry']['mode']}, {len(slowest['busy']['times_s'])} busy runs" if slowest else "not measured"))
     return targets
 
 
@@ -133,6 +194,7 @@ def _workload_section(name: str, workload: dict[str, Any]) -> list[str]:
     for skipped in workload.get("skipped", []):
         lines.append(f"| {skipped['label']} | {skipped.get('version') or '—'} | {skipped['mode']} | | | skipped: {skipped['reason']} | | | | | | | | |")
     lines.append("")
+    lines += _busy_table(workload)
     floor = workload.get("floor")
     if floor and "variants" in floor:
         parts = [f"{key} {v['median_s']:.3g} s ({v['gflops']:.0f} GFLOP/s, blocks of {v['block_rows']:,} rows)" for key, v in floor["variants"].items()]
@@ -157,12 +219,33 @@ def _workload_section(name: str, workload: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _busy_table(workload: dict[str, Any]) -> list[str]:
+    """The busy/quiet comparison of ``--busy``: one row per run that has a ``busy`` record."""
+    runs = [r for r in workload.get("runs", []) if "busy" in r]
+    if not runs:
+        return []
+    lines = ["Busy machine (one CPU-bound competitor process beside each run):", "",
+             "| library | mode | quiet median s | busy median s | busy ÷ quiet | slowest busy ÷ quiet median | busy runs | load avg (1 min) at end of busy runs |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for run in runs:
+        busy = run["busy"]
+        if "slowdown" not in busy:
+            lines.append(f"| {run['label']} | {run['entry']['mode']} | {_fmt(run.get('median_s'))} | {busy['error']} | | | | |")
+            continue
+        loads = ", ".join(f"{load:.2f}" for load in busy["load_1min"])
+        lines.append(f"| {run['label']} | {run['entry']['mode']} | {run['median_s']:.3g} | {busy['busy_median_s']:.3g} | "
+                     f"{busy['slowdown']:.3g} | {busy['worst_slowdown']:.3g} | {len(busy['times_s'])} | {loads} |")
+    return lines + [""]
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     """The report as Markdown: machine and versions, one section per workload, then the targets."""
     meta = report["meta"]
     lines = ["## Machine and versions", "", f"- command: `{meta['command']}`", f"- started: {meta['started']}, took {meta.get('wall_s', 0):.0f} s",
              f"- somtorch source: {meta.get('revision', 'not recorded')}",
              f"- timed runs per library: {meta['repeats']} (median reported; runs slower than 20 s once); CPU threads: {meta['threads']}"]
+    if meta.get("busy"):
+        lines.append("- busy-machine mode: each timed run also ran beside one CPU-bound competitor process (`python -c 'while True: pass'`)")
     lines += [f"- {key}: {value}" for key, value in meta["machine"].items()]
     lines.append("- libraries: " + ", ".join(f"{name} {version or '(not installed)'}" for name, version in meta["versions"].items()))
     lines += ["", "## Results", ""]

@@ -5,7 +5,12 @@ For each workload the harness measures, each in a fresh worker process (:mod:`be
 * the bare distance floor (product + argmin, see :mod:`benchmarks.floor`);
 * every library run, ``--repeats`` times, interleaved library by library so load changes hit all alike, reporting
   the median wall time, QE, TE (one shared scorer, :mod:`benchmarks.scoring`) and peak memory;
-* time to quality: for a target QE of 1.05 × the best final QE, the first budget at which each library reaches it.
+* time to quality: for a target QE of 1.05 × the best final QE, the first budget at which each library reaches it;
+* with ``--busy``, every timed run a second time beside one CPU-bound competitor process (:mod:`benchmarks.busy`),
+  quiet and busy interleaved, reporting each library's busy/quiet ratio and the 1-minute load average.
+
+Workloads beyond the default set: ``W2pca`` (W2 on the second schedule: PCA start, σ = 3, asymptotic decay) and
+``QE`` (one quantization error of a fixed 15×15 map over 10⁶ rows, somtorch against MiniSom).
 
 It writes ``<out>.json`` and ``<out>.md`` (default ``benchmarks/results/bench_<device>``) and prints the Markdown.
 ``--profile`` instead prints where somtorch's time goes on each chosen workload (see :mod:`benchmarks.profiling`).
@@ -34,6 +39,7 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
 import numpy as np
 from tqdm.auto import tqdm
 
+from benchmarks.busy import competitor, slowdown
 from benchmarks.peers import PEERS, get_peer
 from benchmarks.report import cpu_targets, cuda_targets, render_markdown
 from benchmarks.workloads import TF32_WORKLOAD, WORKLOADS, Entry, Workload, resolve_workloads
@@ -67,6 +73,8 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=None,
                         help="CPU threads for every library (OMP/MKL/OpenBLAS variables and torch); default: each library's own")
     parser.add_argument("--profile", action="store_true", help="profile somtorch on each workload instead of benchmarking")
+    parser.add_argument("--busy", action="store_true",
+                        help="also time every run beside one CPU-bound competitor process; report busy/quiet per library")
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error(f"--repeats must be ≥ 1; got {args.repeats}")
@@ -173,24 +181,60 @@ def _key(entry: Entry) -> str:
     return f"{entry.label}|{entry.mode}"
 
 
-def time_libraries(pool: WorkerPool, workload: Workload, entries: list[Entry], device: str, repeats: int) -> list[dict[str, Any]]:
+def _task(entry: Entry) -> str:
+    """The worker task that times ``entry``: ``qe`` for a quantization-error entry, else ``train``."""
+    return "qe" if entry.mode == "qe" else "train"
+
+
+def _busy_run(pool: WorkerPool, workload: Workload, entry: Entry, device: str) -> dict[str, Any]:
+    """One unscored run of ``entry`` with a CPU-bound competitor beside the worker; adds the 1-minute load average."""
+    with competitor():
+        result = pool.run(_task(entry), workload.name, device, entry=asdict(entry), score=False)
+        result["load_1min"] = os.getloadavg()[0]
+    logger.info("%s %s beside a competitor: %s s, load average (1 min) %.2f", workload.name, entry.label,
+                f"{result['seconds']:.3g}" if "seconds" in result else result.get("error"), result["load_1min"])
+    return result
+
+
+def time_libraries(pool: WorkerPool, workload: Workload, entries: list[Entry], device: str, repeats: int,
+                   busy: bool = False) -> list[dict[str, Any]]:
     """Run every entry ``repeats`` times, interleaved (round r of every library before round r+1).
 
     The first round scores the map and saves somtorch's weights for the streaming comparisons. A library whose
-    first run took longer than ``SLOW_RUN_S`` runs once.
+    first run took longer than ``SLOW_RUN_S`` runs once. With ``busy``, each run is followed (odd rounds: preceded)
+    by the same run beside a competitor process, and each aggregated run gains ``busy`` (see :func:`_add_busy`).
     """
     samples: dict[str, list[dict[str, Any]]] = {_key(e): [] for e in entries}
+    busy_samples: dict[str, list[dict[str, Any]]] = {_key(e): [] for e in entries}
     rounds = tqdm(range(repeats), desc=f"{workload.name} runs", unit="round", disable=None)
     for round_index in rounds:
         for entry in entries:
             done = samples[_key(entry)]
             if round_index > 0 and (not done or "error" in done[0] or done[0]["seconds"] > SLOW_RUN_S):
                 continue
+            if busy and round_index % 2 == 1:
+                busy_samples[_key(entry)].append(_busy_run(pool, workload, entry, device))
             weights_path = None
             if round_index == 0 and entry.library == "somtorch" and entry.mode == "batch":
                 weights_path = str(pool.scratch / f"weights_{workload.name}_{entry.variant or 'memory'}.npy")
-            done.append(pool.run("train", workload.name, device, entry=asdict(entry), score=round_index == 0, weights_path=weights_path))
-    return [_aggregate(entry, samples[_key(entry)]) for entry in entries]
+            done.append(pool.run(_task(entry), workload.name, device, entry=asdict(entry), score=round_index == 0, weights_path=weights_path))
+            if busy and round_index % 2 == 0:
+                busy_samples[_key(entry)].append(_busy_run(pool, workload, entry, device))
+    runs = [_aggregate(entry, samples[_key(entry)]) for entry in entries]
+    if busy:
+        for run, entry in zip(runs, entries):
+            _add_busy(run, busy_samples[_key(entry)])
+    return runs
+
+
+def _add_busy(run: dict[str, Any], results: list[dict[str, Any]]) -> None:
+    """``run["busy"]``: the busy runs' times, load averages and busy/quiet ratios (or their error)."""
+    good = [r for r in results if "error" not in r]
+    if not good or not run.get("median_s"):
+        run["busy"] = {"error": results[0]["error"] if results and not good else "no quiet or busy run"}
+        return
+    times = [r["seconds"] for r in good]
+    run["busy"] = {"times_s": times, "load_1min": [r["load_1min"] for r in good], **slowdown(run["times_s"], times)}
 
 
 def _aggregate(entry: Entry, results: list[dict[str, Any]]) -> dict[str, Any]:
@@ -264,7 +308,7 @@ def benchmark_workload(pool: WorkerPool, name: str, args: argparse.Namespace) ->
     spec = {**{k: v for k, v in asdict(workload).items() if k not in ("cpu_entries", "cuda_entries")},
             "n_neurons": workload.n_neurons, "data_bytes": workload.data_bytes}
     floor = pool.run("floor", name, args.device, repeats=max(1, min(repeats, 3)))
-    runs = time_libraries(pool, workload, entries, args.device, repeats)
+    runs = time_libraries(pool, workload, entries, args.device, repeats, busy=args.busy)
     add_ratios(runs)
     section = {"spec": spec, "floor": floor, "runs": runs, "skipped": skipped, "comparisons": weight_comparisons(runs)}
     if not args.no_ttq:
@@ -303,6 +347,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         "started": dt.datetime.now().isoformat(timespec="seconds"), "device": args.device, "quick": args.quick,
         "repeats": 1 if args.quick else args.repeats, "threads": args.threads or "library defaults", "machine": machine_info(args.device), "versions": versions(), "revision": source_revision(),
     }, "workloads": {}}
+    report["meta"]["busy"] = args.busy
     with tempfile.TemporaryDirectory(prefix="somtorch_bench_") as scratch:
         pool = WorkerPool(Path(scratch), args.quick, args.worker_timeout, args.threads)
         for name in args.workloads:

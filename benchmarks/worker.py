@@ -23,7 +23,7 @@ from pipeline.outputs.atomic import write_json_atomic
 
 from .floor import measure_floor
 from .memory import current_rss_bytes, peak_rss_bytes, reset_peak_rss
-from .peers import Inputs, train_somtorch, get_peer
+from .peers import PCA_SCHEDULE, Inputs, get_peer, get_quantizer, pca_plane, train_somtorch
 from .scoring import best_two_units, score_map
 from .workloads import WORKLOADS, Entry, Workload, make_blobs, make_blobs_torch
 
@@ -81,7 +81,7 @@ def synchronizer(device: str) -> Callable[[], None]:
 
 def _slice(inputs: Inputs, rows: int) -> Inputs:
     return Inputs(None if inputs.host is None else inputs.host[:rows],
-                  None if inputs.device_tensor is None else inputs.device_tensor[:rows])
+                  None if inputs.device_tensor is None else inputs.device_tensor[:rows], inputs.initial_weights)
 
 
 def warm_up(train: Callable[..., np.ndarray], inputs: Inputs, shape: tuple[int, int, int], entry: Entry, device: str) -> None:
@@ -127,6 +127,13 @@ def _score(inputs: Inputs, weights: np.ndarray, device: str) -> dict[str, float]
     return {"qe": score.quantization_error, "te": score.topographic_error}
 
 
+def add_schedule_start(inputs: Inputs, entry: Entry, shape: tuple[int, int, int], device: str) -> None:
+    """For the ``pca3`` schedule, set ``inputs.initial_weights`` to somtorch's PCA plane of the data: the same start for
+    every library, computed before the clock. Other entries are left as they are."""
+    if entry.schedule == PCA_SCHEDULE:
+        inputs.initial_weights = pca_plane(inputs.host if inputs.host is not None else inputs.device_tensor, shape, device)
+
+
 def run_training(spec: dict[str, Any], workload: Workload, cache_dir: Path) -> dict[str, Any]:
     """Task ``train``: warm up, time one training of ``spec['entry']``, score it, optionally save its weights."""
     entry = Entry(**spec["entry"])
@@ -134,6 +141,7 @@ def run_training(spec: dict[str, Any], workload: Workload, cache_dir: Path) -> d
     device = peer.runs_on(spec["device"]) or "cpu"
     inputs = load_inputs(workload, device, cache_dir, host_copy=entry.variant == "host_stream")
     shape = (workload.x, workload.y, workload.n_features)
+    add_schedule_start(inputs, entry, shape, device)
     warm_up(peer.train, inputs, shape, entry, device)
     weights, readings = timed_training(peer.train, inputs, shape, entry, entry.budget, device)
     if entry.library not in TORCH_LIBRARIES:
@@ -145,6 +153,28 @@ def run_training(spec: dict[str, Any], workload: Workload, cache_dir: Path) -> d
         np.save(spec["weights_path"], weights)
         result["weights_path"] = spec["weights_path"]
     return result
+
+
+def run_quantization(spec: dict[str, Any], workload: Workload, cache_dir: Path) -> dict[str, Any]:
+    """Task ``qe``: time one quantization error over all rows of a fixed map (:func:`benchmarks.evaluation.preset_map`
+    of the data, trained before the clock) with ``spec['entry']``'s library; its ``qe`` is the library's own value."""
+    from .evaluation import preset_map
+
+    entry = Entry(**spec["entry"])
+    quantization_error = get_quantizer(entry.library)
+    device = get_peer(entry.library).runs_on(spec["device"]) or "cpu"
+    inputs = load_inputs(workload, device, cache_dir)
+    shape = (workload.x, workload.y, workload.n_features)
+    if workload.x != workload.y:
+        raise ValueError(f"workload {workload.name}: the qe task needs a square map; got {workload.x}×{workload.y}")
+    inputs.initial_weights = preset_map(inputs.host, workload.x, "cpu").get_weights()
+
+    def run(part: Inputs, _shape: tuple[int, int, int], _entry: Entry, _budget: int, on: str) -> float:
+        return quantization_error(part, part.initial_weights, on)
+
+    warm_up(run, inputs, shape, entry, device)
+    value, readings = timed_training(run, inputs, shape, entry, 1, device)
+    return {"label": entry.label, "entry": asdict(entry), "device_used": device, **readings, "qe": value}
 
 
 def run_time_to_quality(spec: dict[str, Any], workload: Workload, cache_dir: Path) -> dict[str, Any]:
@@ -218,7 +248,7 @@ def run_tf32(spec: dict[str, Any], workload: Workload, cache_dir: Path) -> dict[
 
 
 TASKS: dict[str, Callable[[dict[str, Any], Workload, Path], dict[str, Any]]] = {
-    "train": run_training, "ttq": run_time_to_quality, "floor": run_floor, "tf32": run_tf32,
+    "train": run_training, "qe": run_quantization, "ttq": run_time_to_quality, "floor": run_floor, "tf32": run_tf32,
 }
 
 

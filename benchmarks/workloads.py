@@ -32,7 +32,11 @@ class Entry:
     ``variant``: a somtorch input variant (``chunks``: a list of row blocks; ``host_stream``: host data streamed to
     the GPU through pinned buffers; ``unfused``: the chunked BMU search of somtorch.bmu instead of the fused CUDA
     kernel; ``tf32x3``: the fused kernel with three-TF32 float32 products; both set in the worker's environment by
-    ``benchmarks.run.VARIANT_ENVIRONMENT``). ``slow``: runs only with ``--slow-peers``.
+    ``benchmarks.run.VARIANT_ENVIRONMENT``). ``slow``: runs only with ``--slow-peers``. ``schedule``: the batch map's
+    start and σ schedule, None for XPySom's default (random start, std_coeff 0.5, exponential σ) or ``pca3``
+    (somtorch's PCA plane handed to both maps, σ = 3, asymptotic decay, XPySom with std_coeff 1; see
+    :mod:`benchmarks.peers`). Mode ``qe``: one quantization error of a fixed map over all rows (unit
+    ``evaluations``), not a training.
     """
 
     library: str
@@ -43,6 +47,7 @@ class Entry:
     variant: Optional[str] = None
     slow: bool = False
     time_to_quality: bool = True
+    schedule: Optional[str] = None
 
     @property
     def label(self) -> str:
@@ -160,6 +165,19 @@ WORKLOADS: dict[str, Workload] = {
         data_on_device=True,
     ),
 }
+_W2PCA_ENTRIES = (Entry("somtorch", "batch", 10, "epochs", schedule="pca3"), Entry("xpysom", "batch", 10, "epochs", schedule="pca3"))
+WORKLOADS["W2pca"] = Workload(
+    "W2pca", "batch, second schedule: W2's data and map, 10 epochs, both maps from somtorch's PCA plane, σ = 3, "
+    "asymptotic decay (XPySom std_coeff 1)", 100_000, 32, 30, 30,
+    cpu_entries=_W2PCA_ENTRIES, cuda_entries=_W2PCA_ENTRIES, floor_passes=10,
+)
+_QE_ENTRIES = (Entry("somtorch", "qe", 1, "evaluations", time_to_quality=False),
+               Entry("minisom", "qe", 1, "evaluations", time_to_quality=False))
+WORKLOADS["QE"] = Workload(
+    "QE", "quantization error: N=1,000,000, D=32, 15×15, one QE pass over all rows of a fixed map "
+    "(benchmarks/evaluation.py's preset map, trained untimed)", 1_000_000, 32, 15, 15,
+    cpu_entries=_QE_ENTRIES, cuda_entries=_QE_ENTRIES[:1],
+)
 # The TF32 comparison uses W3's shape: exact float32 vs allow_tf32=True, one epoch each from the same start.
 TF32_WORKLOAD = "W3"
 CPU_DEFAULT = ("W1", "W2", "W3", "bigmap")

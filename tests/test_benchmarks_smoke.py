@@ -10,8 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from benchmarks.busy import competitor, slowdown
 from benchmarks.memory import current_rss_bytes, peak_rss_bytes, reset_peak_rss
-from benchmarks.peers import ExponentialDecay, batch_sigma
+from benchmarks.peers import PEERS, ExponentialDecay, Inputs, batch_sigma, get_quantizer, pca_plane, train_somtorch
+from benchmarks.report import busy_targets
+from benchmarks.workloads import Entry
 from benchmarks.scoring import score_map
 from benchmarks.workloads import make_blobs
 
@@ -101,7 +104,7 @@ def test_pca_memory_benchmark_reports_each_size() -> None:
                                capture_output=True, text=True, check=True, timeout=120)
     lines = completed.stdout.strip().splitlines()
     assert [line.split("×")[0].strip() for line in lines] == ["3,000", "5,000"]
-    assert all("peak above it" in line and line.endswith(" s") for line in lines)
+    assert all("peak above it" in line and line.endswith("target ≤ data + 64 MiB: PASS") for line in lines)
 
 
 @pytest.mark.slow
@@ -116,3 +119,102 @@ def test_scaleout_benchmark_reports_every_engine_with_equal_weights(tmp_path) ->
         ("torch.distributed", 1), ("torch.distributed", 2), ("Dask", 1), ("Dask", 2)]
     assert all(run["weights_vs_1_rank"] < 1e-6 for run in runs)  # float32 weights, float64 sums
     assert all(run["epoch_s"] > 0 and run["rows_per_s"] > 0 for run in runs)
+
+
+def _numpy_batch_map(data: np.ndarray, weights: np.ndarray, epochs: int) -> np.ndarray:
+    """Reference batch map in float64: exact-distance BMUs, Gaussian h = exp(−d²/(2σ_t²)), σ_t = 3 / (1 + 2t/T)."""
+    x, y, dim = weights.shape
+    rows, cols = np.divmod(np.arange(x * y), y)
+    X, W = data.astype(np.float64), weights.astype(np.float64).reshape(-1, dim)
+    for t in range(epochs):
+        sigma = 3.0 / (1 + 2 * t / epochs)
+        bmu = ((X[:, None, :] - W[None]) ** 2).sum(-1).argmin(1)
+        h = np.exp(-((rows[bmu][:, None] - rows[None]) ** 2 + (cols[bmu][:, None] - cols[None]) ** 2) / (2 * sigma**2))
+        W = h.T @ X / h.sum(0)[:, None]
+    return W.reshape(x, y, dim)
+
+
+def test_pca3_schedule_is_the_same_batch_map_in_somtorch_and_xpysom() -> None:
+    pytest.importorskip("xpysom")
+    minisom = pytest.importorskip("minisom")
+    # Anisotropic Gaussian data: no exact BMU ties, so float32 rounding cannot send the maps apart (blob data can:
+    # after one σ = 3 epoch whole regions of units equal one blob's mean and ties are broken by rounding).
+    data = (np.random.default_rng(3).standard_normal((1500, 4)) * [3.0, 2.0, 1.0, 0.5]).astype(np.float32)
+    shape = (7, 6, 4)
+    inputs = Inputs(data, initial_weights=pca_plane(data, shape, "cpu"))
+    reference = minisom.MiniSom(*shape)
+    reference.pca_weights_init(data)  # the start is MiniSom's PCA plane (somtorch's parity promise)
+    np.testing.assert_allclose(inputs.initial_weights, reference.get_weights(), atol=1e-6)
+    expected = _numpy_batch_map(data, inputs.initial_weights, 5)
+    pca3 = Entry("somtorch", "batch", 5, "epochs", schedule="pca3")
+    ours = train_somtorch(inputs, shape, pca3, 5, "cpu")
+    theirs = PEERS["xpysom"].train(inputs, shape, Entry("xpysom", "batch", 5, "epochs", schedule="pca3"), 5, "cpu")
+    np.testing.assert_allclose(ours, expected, atol=1e-4)
+    np.testing.assert_allclose(theirs, expected, atol=1e-4)
+    default = train_somtorch(inputs, shape, Entry("somtorch", "batch", 5, "epochs"), 5, "cpu")
+    assert np.abs(default - expected).max() > 1e-2  # the schedule really changed what was trained
+    with pytest.raises(ValueError, match="initial_weights"):
+        train_somtorch(Inputs(data), shape, pca3, 5, "cpu")
+
+
+def test_quantizers_agree_with_a_numpy_reference() -> None:
+    pytest.importorskip("minisom")
+    data = make_blobs(3000, 6, seed=8)
+    weights = np.random.default_rng(1).standard_normal((4, 5, 6)).astype(np.float32)
+    flat = weights.reshape(-1, 6).astype(np.float64)
+    expected = np.sqrt(((data.astype(np.float64)[:, None, :] - flat[None]) ** 2).sum(-1)).min(1).mean()
+    for name in ("somtorch", "minisom"):
+        assert get_quantizer(name)(Inputs(data), weights, "cpu") == pytest.approx(expected, rel=1e-6)
+    with pytest.raises(ValueError, match="xpysom"):
+        get_quantizer("xpysom")
+
+
+def test_competitor_spins_until_the_block_ends() -> None:
+    with competitor() as process:
+        assert process.poll() is None
+    assert process.returncode is not None and process.returncode != 0  # killed, not finished
+
+
+def test_slowdown_ratios_from_hand_values() -> None:
+    assert slowdown([1.0, 2.0, 3.0], [2.0, 4.0, 10.0]) == {"busy_median_s": 4.0, "slowdown": 2.0, "worst_slowdown": 5.0}
+    with pytest.raises(ValueError, match="busy"):
+        slowdown([1.0], [])
+
+
+def test_busy_targets_compare_with_the_best_peer() -> None:
+    def run(library: str, slow: float, worst: float) -> dict:
+        return {"label": library, "entry": {"library": library, "mode": "online"}, "median_s": 1.0,
+                "busy": {"slowdown": slow, "worst_slowdown": worst, "times_s": [slow]}}
+
+    w1 = {"runs": [run("somtorch", 1.5, 3.5), run("minisom", 1.4, 1.6), run("torchsom", 2.0, 2.0)]}
+    targets = {t["name"]: t for t in busy_targets({"W1": w1})}
+    relative, worst = targets["W1 busy: somtorch slowdown ≤ best peer's"], targets["W1 busy: no somtorch run over 3 × its quiet time"]
+    assert (relative["measured"], relative["limit"], relative["status"]) == (1.5, 1.4, "MISS")
+    assert (worst["measured"], worst["status"]) == (3.5, "MISS")
+    assert targets["W2 busy: somtorch slowdown ≤ best peer's"]["status"] == "n/a"
+
+
+@pytest.mark.slow
+def test_quick_busy_run_of_the_second_schedule_and_qe(tmp_path: Path) -> None:
+    pytest.importorskip("xpysom")
+    out = tmp_path / "busy"
+    command = [sys.executable, "benchmarks/run.py", "--quick", "--busy", "--no-ttq", "--workload", "W2pca,QE", "--device", "cpu",
+               "--libraries", "somtorch,xpysom,minisom", "--out", str(out)]
+    finished = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    report = json.loads(out.with_suffix(".json").read_text())
+    assert report["meta"]["busy"] is True
+    for name, labels in (("W2pca", {"somtorch", "xpysom"}), ("QE", {"somtorch", "minisom"})):
+        runs = {r["label"]: r for r in report["workloads"][name]["runs"]}
+        assert set(runs) == labels
+        for result in runs.values():
+            busy = result["busy"]
+            assert busy["slowdown"] == pytest.approx(busy["busy_median_s"] / result["median_s"]) and len(busy["load_1min"]) == 1
+        first, second = (runs[label]["qe"] for label in sorted(labels, reverse=True))
+        assert first == pytest.approx(second, rel=1e-3)  # same start and schedule / same weights
+    statuses = {t["name"]: t["status"] for t in report["targets"]}
+    assert statuses["W2 PCA/σ=3/asymptotic schedule: QE ≤ XPySom's QE"] in ("PASS", "MISS")
+    assert statuses["QE on 10⁶ rows: somtorch = MiniSom on the same weights"] == "PASS"
+    assert statuses["QE busy: somtorch slowdown ≤ best peer's"] in ("PASS", "MISS")
+    assert statuses["W2pca batch: epoch ≤ 1.2 × bare distance floor"] in ("PASS", "MISS")
+    assert "Busy machine" in out.with_suffix(".md").read_text()
