@@ -8,18 +8,20 @@ written to ``<results>/profile_<workload>_<device>.txt``.
 from __future__ import annotations
 
 import cProfile
+import importlib
 import io
 import logging
 import pstats
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator, Optional
 
 from pipeline.outputs.atomic import write_text_atomic
 
 from .peers import train_somtorch
-from .worker import synchronizer, warm_up, load_inputs, workload_from_spec
+from .worker import add_schedule_start, synchronizer, warm_up, load_inputs, workload_from_spec
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +52,25 @@ def _cuda_profile(run: Callable[[], None]) -> str:
     return profiler.key_averages().table(sort_by="cuda_time_total", row_limit=TOP_ENTRIES)
 
 
+@contextmanager
+def variant_switches(variant: Optional[str]) -> Iterator[None]:
+    """Set, in this process, the somtorch switch that ``run.VARIANT_ENVIRONMENT`` sets in a worker's environment
+    for ``variant`` (``unfused``: batch.FUSED_BMU_SEARCH = "never"; ``tf32x3``: _fused_batch.FP32_PRODUCTS)."""
+    switches = {"unfused": ("somtorch.batch", "FUSED_BMU_SEARCH", "never"),
+                "tf32x3": ("somtorch._fused_batch", "FP32_PRODUCTS", "tf32x3")}
+    if variant not in switches:
+        yield
+        return
+    module_name, name, value = switches[variant]
+    module = importlib.import_module(module_name)
+    previous = getattr(module, name)
+    setattr(module, name, value)
+    try:
+        yield
+    finally:
+        setattr(module, name, previous)
+
+
 def profile_workloads(names: list[str], device: str, quick: bool, results_dir: Path) -> list[Path]:
     """Profile somtorch's runs of ``names`` on ``device``; returns the report files written."""
     written = []
@@ -61,19 +82,21 @@ def profile_workloads(names: list[str], device: str, quick: bool, results_dir: P
             shape = (workload.x, workload.y, workload.n_features)
             sections = []
             for entry in workload.entries(device, slow_peers=False):
-                if entry.library != "somtorch":
+                if entry.library != "somtorch" or entry.mode == "qe":
                     continue
                 inputs = load_inputs(workload, device, Path(cache), host_copy=entry.variant == "host_stream")
-                warm_up(train_somtorch, inputs, shape, entry, device)
+                add_schedule_start(inputs, entry, shape, device)
                 synchronize = synchronizer(device)
-                start = time.perf_counter()
 
                 def run() -> None:
                     train_somtorch(inputs, shape, entry, entry.budget, device)
                     synchronize()
 
-                table = _cpu_profile(run) if device == "cpu" else _cuda_profile(run)
-                elapsed = time.perf_counter() - start
+                with variant_switches(entry.variant):
+                    warm_up(train_somtorch, inputs, shape, entry, device)
+                    start = time.perf_counter()
+                    table = _cpu_profile(run) if device == "cpu" else _cuda_profile(run)
+                    elapsed = time.perf_counter() - start
                 sections.append(f"== {name} {entry.label} {entry.mode}, {entry.budget} {entry.unit}, {workload.n_rows:,} × "
                                 f"{workload.n_features}, {workload.x}×{workload.y}, {device}: {elapsed:.3f} s under the profiler ==\n{table}")
             report = "\n".join(sections)
