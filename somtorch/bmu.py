@@ -159,8 +159,8 @@ def _nearest_in_numpy(chunk: torch.Tensor, values: np.ndarray, gap: np.ndarray, 
         pick[near_rows] = _rescore_in_float64(chunk, near_rows, 1, scorer)[:, 0]
         return pick
     exact_W = scorer.float64_twin().W if single else scorer.W
-    exact = scorer.distance.exact_pairs(chunk[torch.from_numpy(near_rows[position])].to(exact_W.dtype),
-                                        exact_W[torch.from_numpy(unit)]).numpy()
+    near_samples = chunk[torch.from_numpy(near_rows)].to(exact_W.dtype)  # converted once per row, not per pair
+    exact = scorer.distance.exact_pairs(near_samples[torch.from_numpy(position)], exact_W[torch.from_numpy(unit)]).numpy()
     starts = np.flatnonzero(np.r_[True, position[1:] != position[:-1]])  # one run of pairs per near-tie row
     lowest = np.repeat(np.minimum.reduceat(exact, starts), np.diff(np.r_[starts, len(exact)]))
     at_lowest = np.flatnonzero(exact == lowest)
