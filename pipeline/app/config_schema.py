@@ -75,8 +75,8 @@ class FeaturesConfig:
 class SomConfig:
     """``somtorch.SOM`` arguments and how it is initialised and trained (names as in MiniSom 2.3.6)."""
 
-    x: int = 15
-    y: int = 15
+    x: int = 20
+    y: int = 20
     sigma: float = 3.0
     learning_rate: float = 0.5
     mode: str = "random"
