@@ -80,7 +80,7 @@ class SomConfig:
     sigma: float = 3.0
     learning_rate: float = 0.5
     mode: str = "random"
-    iters: int = 10_000
+    iters: int = 30_000
     epochs: int = 20
     topology: str = "rectangular"
     periodic: bool = False

@@ -140,7 +140,7 @@ class CustomerSegmenter:
 
     Constructor arguments are stored unchanged and validated by ``fit`` (scikit-learn's convention); fitted state
     ends in ``_``. The defaults are those of ``configs/``: customers as units, a 20 × 20 map from the PCA plane
-    with σ 3 and 10,000 random-order updates, 8 segments by hit-weighted ward refined by hit-weighted k-means.
+    with σ 3 and 30,000 random-order updates, 8 segments by hit-weighted ward refined by hit-weighted k-means.
 
     Args:
         feature_set: ``customer`` (one unit per customer, the default), ``behavioural`` or ``seed``
@@ -182,7 +182,7 @@ class CustomerSegmenter:
         sigma: float = 3.0,
         learning_rate: float = 0.5,
         mode: str = "random",
-        iters: int = 10_000,
+        iters: int = 30_000,
         epochs: int = 20,
         topology: str = "rectangular",
         periodic: bool = False,
