@@ -176,7 +176,7 @@ def real_data_quality(seed: int = 0) -> list[dict[str, Any]]:
         pipeline_summary["outlier_groups"] = int(np.count_nonzero(clusters.outlier))
         k = clusters.n_segments
         kmeans = KMeans(n_clusters=k, n_init=10, random_state=seed).fit_predict(X)
-        records.append({"data": name, "customers": int(len(X)), "rows": int(len(training.cleaning.clean)),
+        records.append({"data": name, "customers": int(len(X)), "rows": int(training.cleaning.n_kept),
                         "seconds": seconds, "pipeline": pipeline_summary,
                         "kmeans": segment_summary(kmeans, X, seed)})
     return records

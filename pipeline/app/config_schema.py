@@ -75,12 +75,12 @@ class FeaturesConfig:
 class SomConfig:
     """``somtorch.SOM`` arguments and how it is initialised and trained (names as in MiniSom 2.3.6)."""
 
-    x: int = 15
-    y: int = 15
+    x: int = 20
+    y: int = 20
     sigma: float = 3.0
     learning_rate: float = 0.5
     mode: str = "random"
-    iters: int = 10_000
+    iters: int = 30_000
     epochs: int = 20
     topology: str = "rectangular"
     periodic: bool = False

@@ -55,7 +55,11 @@ and applied unchanged to new data), how the units are built and which encoders t
   ``Age`` (mean), ``Gender`` (most frequent) and ``home_store_code`` (most frequent store) one-hot. Generic
   data adds the mean of each numeric column and, per categorical, the shares of lines in the groups of its
   ``MajorityEncoder`` fitted on the fit rows (``share_Country!=United Kingdom``, ``share_Country=Germany``...).
-  The heavy-tailed counts and amounts (``LOG_COLUMNS``) enter through slog1p; the rest as they are.
+  The heavy-tailed counts and amounts and the two day counts (``LOG_COLUMNS``) enter through slog1p; the rest as
+  they are. Tenure is 0 for every one-visit customer (a third of the synthetic histories) and spread over years
+  for the rest, recency piles up near 0: in days, a few hundred days of difference among long-standing customers
+  weigh as much as "one visit vs. a regular". On 10,000 synthetic customers at separation 1 (seeds 0-2), logging
+  both raised k-means on the customer features from ARI 0.771 to 0.818 (tenure alone 0.809, recency alone 0.705).
 
 Scaling: continuous columns are standardised; columns within [0, 1] (indicators, one-hot columns, shares) are
 centred and divided by 0.5 instead of by their own standard deviation (``pipeline.features.encoding.Standardizer``), so a
@@ -107,7 +111,10 @@ SEED_LABEL_COLUMNS = ("Gender", "discountUsed")
 LOYALTY_TOKENS = ("FuturePrivilegeClub", "FGShoppingFest", "BBSavingsClub", "T24Club", "BBProfitClub", "Payback")
 PRODUCT_FAMILIES = ("fmcg", "general", "apparel_home")
 CANONICAL_GENERIC_COLUMNS = (ROW_ID, CUSTOMER_ID, DATE, AMOUNT, QUANTITY, UNIT_PRICE, INVOICE)
-LOG_COLUMNS = ("frequency", "monetary_total", "monetary_mean", "visit_rate", "lines_per_visit", "typical_price")
+LOG_COLUMNS = (
+    "recency_days", "tenure_days", "frequency", "monetary_total", "monetary_mean", "visit_rate", "lines_per_visit",
+    "typical_price",
+)
 DAYS_PER_MONTH = 365.25 / 12
 WEDNESDAY, SATURDAY = 2, 5  # pandas dayofweek, Monday = 0
 PIN_RANGE = (100_000, 899_999)  # six-digit Indian PIN codes; a leading 9 is the army postal service

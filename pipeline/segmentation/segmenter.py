@@ -139,8 +139,8 @@ class CustomerSegmenter:
     """Segment retail transactions with a SOM whose neurons are clustered hierarchically.
 
     Constructor arguments are stored unchanged and validated by ``fit`` (scikit-learn's convention); fitted state
-    ends in ``_``. The defaults are those of ``configs/``: customers as units, a 15 × 15 map from the PCA plane
-    with σ 3 and 10,000 random-order updates, 8 segments by hit-weighted ward refined by hit-weighted k-means.
+    ends in ``_``. The defaults are those of ``configs/``: customers as units, a 20 × 20 map from the PCA plane
+    with σ 3 and 30,000 random-order updates, 8 segments by hit-weighted ward refined by hit-weighted k-means.
 
     Args:
         feature_set: ``customer`` (one unit per customer, the default), ``behavioural`` or ``seed``
@@ -177,12 +177,12 @@ class CustomerSegmenter:
         columns: Mapping[str, Any] | None = None,
         age_reference_date: str | None = None,
         age_range: Sequence[float] | None = (14, 100),
-        x: int = 15,
-        y: int = 15,
+        x: int = 20,
+        y: int = 20,
         sigma: float = 3.0,
         learning_rate: float = 0.5,
         mode: str = "random",
-        iters: int = 10_000,
+        iters: int = 30_000,
         epochs: int = 20,
         topology: str = "rectangular",
         periodic: bool = False,

@@ -321,14 +321,15 @@ def history_background() -> SyntheticData:
 @pytest.mark.parametrize("which", ["history", "history_background"])
 def test_history_visits_are_heavy_tailed_and_drive_spend(which: str, request: pytest.FixtureRequest) -> None:
     # UCI Online Retail (customers with a CustomerID): median 2 invoices, p99 30, Spearman(invoices, spend) 0.81.
-    # Segments whose baskets are big but rare (apparel, big-ticket) lower the correlation at separation 1.
+    # Measured on these fixtures: 0.78 at separation 1 (the segments' visit rates follow their basket value; 0.62
+    # before they did), 0.80 at separation 0; the bound leaves 0.06 for other seeds.
     data = request.getfixturevalue(which)
     table = _customer_table(data)
     assert table["baskets"].median() == 2
     assert 22 <= table["baskets"].quantile(0.99) <= 40
     assert (table["baskets"] == 1).mean() == pytest.approx(0.35, abs=0.06)
     correlation = stats.spearmanr(table["baskets"], table["spend"]).statistic
-    assert correlation > (0.72 if which == "history_background" else 0.55)
+    assert correlation > 0.72
     truth = data.truth.set_index("customerID")
     assert (table["baskets"] == truth.loc[table.index, "n_baskets"]).all()
 
