@@ -1,6 +1,6 @@
 """Train a SOM customer segmentation: a thin Hydra entry point around ``pipeline.app.run.run``.
 
-    python train.py                                        # built-in synthetic data, 15 x 15 map
+    python train.py                                        # built-in synthetic data, 20 x 20 map
     python train.py data=bigbazaar data.path=../shared/data/bigbazaar_skrohit/cproducts.csv
     python train.py -m som.sigma=0.5,1 som.x=8,10          # sweep; summary in the sweep folder
     python train.py hparams_search=som_optuna              # Optuna search (pip install -r requirements-sweep.txt)

@@ -89,7 +89,7 @@ def test_defaults_segment_synthetic_customers():
     cfg = resolved()
     assert cfg["seed"] == 0
     assert cfg["som"] == {
-        "x": 15, "y": 15, "sigma": 3.0, "learning_rate": 0.5, "mode": "random", "iters": 10000, "epochs": 20,
+        "x": 20, "y": 20, "sigma": 3.0, "learning_rate": 0.5, "mode": "random", "iters": 30000, "epochs": 20,
         "topology": "rectangular", "periodic": False, "neighborhood_function": "gaussian",
         "activation_distance": "euclidean", "decay_function": "asymptotic_decay",
         "sigma_decay_function": "asymptotic_decay", "init": "pca",
