@@ -32,7 +32,7 @@ CONTRACT_KEYS = {
     "som": ("x", "y", "sigma", "learning_rate", "mode", "iters", "epochs", "topology", "periodic",
             "neighborhood_function", "activation_distance", "decay_function", "sigma_decay_function", "init"),
     "device": ("type", "dtype", "allow_tf32"),
-    "clustering": ("method", "refine", "connectivity", "n_clusters", "max_d", "k_range", "min_segment_share",
+    "clustering": ("method", "refine", "points", "connectivity", "n_clusters", "max_d", "k_range", "min_segment_share",
                    "truncate_p", "annotate_above"),
     "plots": ("enabled", "dpi"),
     "outputs": ("format",),
@@ -99,7 +99,8 @@ def test_defaults_segment_synthetic_customers():
     assert cfg["features"] == {"name": "customer"}
     assert cfg["device"] == {"type": "auto", "dtype": "float32", "allow_tf32": False}
     assert cfg["clustering"] == {
-        "method": "hit_weighted_ward", "refine": "kmeans", "connectivity": False, "n_clusters": 8, "max_d": None,
+        "method": "hit_weighted_ward", "refine": "kmeans", "points": "hit_means", "connectivity": False, "n_clusters": 8,
+        "max_d": None,
         "k_range": [2, 12], "min_segment_share": 0.01, "truncate_p": 12, "annotate_above": None,
     }
     assert cfg["objective"] == {"name": "qe_te", "te_weight": 1.0}
@@ -180,6 +181,7 @@ def test_seed_reproduction_uses_the_2018_settings():
     )
     clustering = cfg["clustering"]
     assert (clustering["method"], clustering["refine"], clustering["n_clusters"]) == ("average", "none", 8)
+    assert clustering["points"] == "prototypes"
     assert clustering["min_segment_share"] == 0 and cfg["data"]["age_range"] is None
 
 

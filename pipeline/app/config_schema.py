@@ -107,6 +107,7 @@ class ClusteringConfig:
 
     method: str = "hit_weighted_ward"
     refine: str = "kmeans"
+    points: str = "hit_means"
     connectivity: bool = False
     n_clusters: Any = 8
     max_d: Optional[float] = None

@@ -106,6 +106,7 @@ def cluster_neurons(
     n_clusters: int | str | None = 8,
     max_d: float | None = None,
     hits: np.ndarray | None = None,
+    hit_means: np.ndarray | None = None,
     metric: str = "euclidean",
     refine: str = "none",
     connectivity: bool = False,
@@ -134,6 +135,10 @@ def cluster_neurons(
         hits: optional (x, y) non-negative rows per neuron. Given, only neurons with hits are clustered (each
             weighted by its hits in k-means and in the silhouette) and empty neurons take the segment of the
             nearest neuron with hits. None clusters every neuron with weight 1 and forms no outlier groups.
+        hit_means: optional (x, y, D) mean of the units that hit each neuron (needs ``hits``; entries of empty
+            neurons are ignored). Given, the neurons with hits are clustered by these means instead of their
+            weights: the data's own centroids, free of the neighbourhood's smoothing of the prototypes. Empty
+            neurons still take the segment of the neuron with hits whose weights are nearest.
         metric: distance between weight vectors for the linkage and the silhouette, any
             ``scipy.spatial.distance.pdist`` metric name.
         refine: ``"none"`` keeps the linkage cut; ``"kmeans"`` runs sklearn ``KMeans`` (``sample_weight=hits``,
@@ -184,7 +189,7 @@ def cluster_neurons(
     elif n_clusters is not None:
         tried_ks = sorted(set(tried_ks) | {_validate_n_clusters(n_clusters, observed.size)})
 
-    points = flat_weights[observed]
+    points = flat_weights[observed] if hit_means is None else _validate_hit_means(hit_means, weights.shape, hit_counts)[observed]
     sizes = np.ones(observed.size) if hit_counts is None else hit_counts[observed]
     try:
         distances = pdist(points, metric=metric)
@@ -218,7 +223,7 @@ def cluster_neurons(
     labels = np.empty(flat_weights.shape[0], dtype=np.int64)
     labels[observed] = chosen.labels
     empty = np.setdiff1d(np.arange(flat_weights.shape[0]), observed)
-    labels[empty] = chosen.labels[nearest_neighbour(flat_weights[empty], points)]
+    labels[empty] = chosen.labels[nearest_neighbour(flat_weights[empty], flat_weights[observed])]
     with np.errstate(divide="ignore", invalid="ignore"):
         correlation, _ = cophenet(tree, distances)
     result = NeuronClusters(
@@ -229,7 +234,8 @@ def cluster_neurons(
         cut_height=float(chosen.cut_height),
         cophenetic_correlation=float(correlation),
         outlier=chosen.outlier,
-        method=method + ("+connectivity" if connectivity else "") + ("+kmeans" if refine == "kmeans" else ""),
+        method=method + ("+connectivity" if connectivity else "") + ("+kmeans" if refine == "kmeans" else "")
+        + ("+hit_means" if hit_means is not None else ""),
         k_selection=table,
     )
     _log_result(result, hit_counts, empty.size)
@@ -623,6 +629,20 @@ def _validate_hits(hits: np.ndarray, grid_shape: tuple[int, int]) -> np.ndarray:
     if not np.isfinite(flat_hits).all() or (flat_hits < 0).any():
         raise ValueError("hits must be finite and non-negative")
     return flat_hits
+
+
+def _validate_hit_means(hit_means: np.ndarray, shape: tuple[int, ...], hit_counts: np.ndarray | None) -> np.ndarray:
+    """(x·y, D) float64 hit means; ValueError unless they have the weights' shape, come with hits and are finite
+    where a neuron has hits."""
+    if hit_counts is None:
+        raise ValueError("hit_means need hits: the means are of the units that hit each neuron")
+    means = np.asarray(hit_means, dtype=np.float64)
+    if means.shape != tuple(shape):
+        raise ValueError(f"hit_means must have the weights' shape {tuple(shape)}, got {means.shape}")
+    flat = means.reshape(-1, shape[-1])
+    if not np.isfinite(flat[hit_counts > 0]).all():
+        raise ValueError("hit_means must be finite for every neuron with hits")
+    return flat
 
 
 def _validate_refine(refine: str, metric: str, connectivity: bool) -> None:

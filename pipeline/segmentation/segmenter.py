@@ -58,10 +58,19 @@ CLEANING_SCHEMAS = ("bigbazaar", "generic", "online_retail")
 TRAINING_MODES = ("random", "sequential", "batch")
 AUTO = "auto"
 WEIGHT_INITS = ("random_unit", "sample", "pca")
+CLUSTER_POINTS = ("hit_means", "prototypes")
 BIGBAZAAR_DATE_COLUMN = "transactionDate"
 SEGMENT_COLUMNS = (ROW_ID, "bmu_i", "bmu_j", "cluster")
 NUMPY_DTYPES = {torch.float32: np.float32, torch.float64: np.float64}
 RawTransactions = "pd.DataFrame | pl.DataFrame | str | os.PathLike | TransactionSource"
+
+
+def _hit_means(X: np.ndarray, unit_bmu: np.ndarray, hits: np.ndarray) -> np.ndarray:
+    """(x, y, D) mean of the rows of X (n, D) that hit each neuron: Σ_{n: bmu_n = k} x_n / hits_k (0 where no hits)."""
+    sums = np.stack([np.bincount(unit_bmu, weights=X[:, d], minlength=hits.size) for d in range(X.shape[1])], axis=1)
+    flat_hits = hits.reshape(-1)
+    means = np.divide(sums, flat_hits[:, None], out=np.zeros_like(sums), where=flat_hits[:, None] > 0)
+    return means.reshape(*hits.shape, X.shape[1])
 
 
 @dataclass(frozen=True)
@@ -159,12 +168,14 @@ class CustomerSegmenter:
             ``batch`` (``epochs`` epochs of the batch map).
         init: ``random_unit`` (the SOM constructor's random unit vectors), ``sample`` (``random_weights_init``,
             rows drawn from the data) or ``pca`` (``pca_weights_init``).
-        linkage_method, n_clusters, max_d, refine, connectivity, k_range, min_segment_share: how the neurons
-            are clustered (``pipeline.segmentation.clustering.cluster_neurons``, weighted by their hits): a scipy linkage
-            hierarchy over the non-empty neurons cut into ``n_clusters`` segments (an int, or ``"auto"`` to pick
-            k in ``k_range``) or, with ``n_clusters=None``, at height ``max_d``; ``refine="kmeans"`` refines the
-            cut by hit-weighted k-means; ``connectivity`` keeps segments contiguous on the map; clusters with
-            less than ``min_segment_share`` of the units are outlier groups.
+        linkage_method, n_clusters, max_d, refine, cluster_points, connectivity, k_range, min_segment_share: how
+            the neurons are clustered (``pipeline.segmentation.clustering.cluster_neurons``, weighted by their
+            hits): a scipy linkage hierarchy over the non-empty neurons cut into ``n_clusters`` segments (an int,
+            or ``"auto"`` to pick k in ``k_range``) or, with ``n_clusters=None``, at height ``max_d``;
+            ``refine="kmeans"`` refines the cut by hit-weighted k-means; ``cluster_points="hit_means"`` clusters
+            each neuron by the mean of its units' scaled features, ``"prototypes"`` by its weights;
+            ``connectivity`` keeps segments contiguous on the map; clusters with less than
+            ``min_segment_share`` of the units are outlier groups.
         seed: SOM random_seed and row-shuffling seed.
         device, dtype, allow_tf32: where and in which precision the SOM runs.
     """
@@ -195,6 +206,7 @@ class CustomerSegmenter:
         n_clusters: int | str | None = 8,
         max_d: float | None = None,
         refine: str = "kmeans",
+        cluster_points: str = "hit_means",
         connectivity: bool = False,
         k_range: Sequence[int] = (2, 12),
         min_segment_share: float = 0.01,
@@ -226,6 +238,7 @@ class CustomerSegmenter:
         self.n_clusters = n_clusters
         self.max_d = max_d
         self.refine = refine
+        self.cluster_points = cluster_points
         self.connectivity = connectivity
         self.k_range = k_range
         self.min_segment_share = min_segment_share
@@ -261,6 +274,8 @@ class CustomerSegmenter:
         for key in ("n_clusters", "max_d", "refine", "connectivity", "k_range", "min_segment_share"):
             if key in clustering:  # None is meaningful for n_clusters and max_d
                 arguments[key] = clustering[key]
+        if clustering.get("points") is not None:
+            arguments["cluster_points"] = clustering["points"]
         if "age_range" in data:  # None turns the age rule off
             arguments["age_range"] = data["age_range"]
         return cls(**arguments)
@@ -333,9 +348,10 @@ class CustomerSegmenter:
                     self.quantization_error_, self.topographic_error_)
         with timed_stage("cluster", self.timings_):
             hits = np.bincount(unit_bmu, minlength=self.x * self.y).reshape(self.x, self.y)
+            means = _hit_means(X, unit_bmu, hits) if self.cluster_points == "hit_means" else None
             self.neuron_clusters_ = cluster_neurons(
                 som.get_weights(), method=self.linkage_method, n_clusters=self.n_clusters, max_d=self.max_d,
-                hits=hits, refine=self.refine, connectivity=self.connectivity,
+                hits=hits, hit_means=means, refine=self.refine, connectivity=self.connectivity,
                 coords=np.stack(som.get_euclidean_coordinates(), axis=-1), k_range=tuple(self.k_range),
                 min_segment_share=self.min_segment_share, seed=self.seed,
             )
@@ -406,6 +422,7 @@ class CustomerSegmenter:
         check_choice("init", self.init, WEIGHT_INITS)
         check_choice("linkage_method", self.linkage_method, LINKAGE_METHODS)
         check_choice("refine", self.refine, REFINEMENTS)
+        check_choice("cluster_points", self.cluster_points, CLUSTER_POINTS)
         if not isinstance(self.connectivity, (bool, np.bool_)):
             raise ValueError(f"connectivity must be true or false, got {self.connectivity!r}")
         _check_range("k_range", self.k_range, integer=True, low=2)

@@ -197,3 +197,33 @@ def test_rejects_a_map_with_fewer_than_two_neurons_with_hits() -> None:
     hits[1, 1] = 7
     with pytest.raises(ValueError, match="at least 2 neurons with hits"):
         cluster_neurons(np.random.default_rng(0).normal(size=(3, 3, 2)), n_clusters=1, hits=hits)
+
+
+def test_hit_means_replace_the_weights_as_the_clustered_points(sparse_map):
+    """With hit_means, the neurons with hits are clustered exactly as if the means were their weights (scipy's
+    ward on the same points); empty neurons still follow the nearest neuron with hits by weights."""
+    weights, hits = sparse_map
+    means = np.random.default_rng(5).normal(size=weights.shape) * 3
+    by_means = cluster_neurons(weights, method="ward", n_clusters=3, hits=hits, hit_means=means, min_segment_share=0)
+    observed = np.flatnonzero(hits.ravel() > 0)
+    expected = fcluster(linkage(means.reshape(-1, 3)[observed], method="ward"), 3, criterion="maxclust")
+    assert same_partition(by_means.labels.ravel()[observed], expected)
+    flat = weights.reshape(-1, 3)
+    empty = np.flatnonzero(hits.ravel() == 0)
+    nearest = observed[np.argmin(((flat[empty, None] - flat[None, observed]) ** 2).sum(-1), axis=1)]
+    np.testing.assert_array_equal(by_means.labels.ravel()[empty], by_means.labels.ravel()[nearest])
+    assert by_means.method.endswith("+hit_means")
+
+
+@pytest.mark.parametrize("case, message", [
+    ("no_hits", "need hits"), ("shape", "weights' shape"), ("nan", "finite"),
+])
+def test_hit_means_are_checked(sparse_map, case, message):
+    weights, hits = sparse_map
+    means = np.zeros(weights.shape)
+    if case == "shape":
+        means = means[:, :-1]
+    if case == "nan":
+        means[np.unravel_index(np.flatnonzero(hits.ravel() > 0)[0], hits.shape)] = np.nan
+    with pytest.raises(ValueError, match=message):
+        cluster_neurons(weights, method="ward", n_clusters=3, hits=None if case == "no_hits" else hits, hit_means=means)

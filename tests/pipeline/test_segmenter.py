@@ -11,7 +11,7 @@ import torch
 
 from pipeline.app.run import run
 from pipeline.app.segment_file import segment_file
-from pipeline.segmentation.segmenter import CustomerSegmenter
+from pipeline.segmentation.segmenter import CustomerSegmenter, _hit_means
 from pipeline.sources.synthetic import generate
 from somtorch import SOM
 from tests.pipeline.test_run import tiny_config
@@ -173,3 +173,14 @@ def test_max_d_cut(training_raw: pd.DataFrame) -> None:
     by_height = CustomerSegmenter("behavioural", **FIT_ARGUMENTS, n_clusters=None,
                                   max_d=by_count.neuron_clusters_.cut_height).fit(training_raw)
     np.testing.assert_array_equal(by_height.neuron_clusters_.labels, by_count.neuron_clusters_.labels)
+
+
+def test_hit_means_are_the_means_of_each_neurons_units():
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(500, 4))
+    bmu = rng.integers(0, 11, size=500)  # neuron 11 of the 3 × 4 map stays empty
+    hits = np.bincount(bmu, minlength=12).reshape(3, 4)
+    expected = np.zeros((12, 4))
+    for unit in range(11):
+        expected[unit] = X[bmu == unit].mean(axis=0)
+    np.testing.assert_allclose(_hit_means(X, bmu, hits).reshape(12, 4), expected, rtol=0, atol=1e-12)
