@@ -149,7 +149,8 @@ class CustomerSegmenter:
 
     Constructor arguments are stored unchanged and validated by ``fit`` (scikit-learn's convention); fitted state
     ends in ``_``. The defaults are those of ``configs/``: customers as units, a 20 × 20 map from the PCA plane
-    with σ 3 and 30,000 random-order updates, 8 segments by hit-weighted ward refined by hit-weighted k-means.
+    with σ 3 and 30,000 random-order updates, 8 segments by hit-weighted ward over the neurons' customer means,
+    refined by hit-weighted k-means.
 
     Args:
         feature_set: ``customer`` (one unit per customer, the default), ``behavioural`` or ``seed``
