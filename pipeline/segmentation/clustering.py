@@ -43,7 +43,11 @@ REFINEMENTS: tuple[str, ...] = ("none", "kmeans")
 GRID_NEIGHBOUR_RADIUS = 1.01
 K_SELECTION_CRITERION = "silhouette"
 DISTANCE_CHUNK_ROWS = 1024
-KMEANS_RESTARTS = 10
+# k-means++ starts of the refinement beside the cut's centroids (lowest weighted inertia kept). On the neurons' customer
+# means the weighted inertia is the customers' within-segment sum of squares less a constant, so more starts search
+# the customers' own k-means objective. 10,000 synthetic customers at separation 1, mean ARI of data seeds 0–2 / 3–5:
+# 10 starts 0.828 / 0.849, 50 starts 0.848 / 0.852 (100: 0.842 on 0–2); the cluster stage takes about 0.4 s.
+KMEANS_RESTARTS = 50
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ import pytest
 from scipy.cluster.hierarchy import fcluster, linkage
 from sklearn.cluster import KMeans
 
-from pipeline.segmentation.clustering import cluster_neurons, hit_weighted_ward_linkage
+from pipeline.segmentation.clustering import KMEANS_RESTARTS, cluster_neurons, hit_weighted_ward_linkage
 
 
 def same_partition(first: np.ndarray, second: np.ndarray) -> bool:
@@ -66,15 +66,15 @@ def test_an_empty_neuron_equally_near_two_neurons_takes_the_lower_index() -> Non
 
 
 def test_kmeans_refinement_equals_the_better_sklearn_kmeans_run(sparse_map: tuple) -> None:
-    """The refinement is sklearn k-means from the cut's hit-weighted centroids or from 10 k-means++ starts,
-    whichever ends with the lower weighted inertia."""
+    """The refinement is sklearn k-means from the cut's hit-weighted centroids or from KMEANS_RESTARTS k-means++
+    starts, whichever ends with the lower weighted inertia."""
     weights, hits = sparse_map
     with_hits = np.flatnonzero(hits.ravel() > 0)
     points, sizes = weights.reshape(-1, 3)[with_hits], hits.ravel()[with_hits].astype(float)
     cut = fcluster(linkage(points, "ward"), 5, criterion="maxclust")
     centroids = np.array([np.average(points[cut == c], axis=0, weights=sizes[cut == c]) for c in np.unique(cut)])
     runs = [KMeans(5, init=centroids, n_init=1, random_state=3).fit(points, sample_weight=sizes),
-            KMeans(5, n_init=10, random_state=3).fit(points, sample_weight=sizes)]
+            KMeans(5, n_init=KMEANS_RESTARTS, random_state=3).fit(points, sample_weight=sizes)]
     reference = min(runs, key=lambda run: run.inertia_).labels_
     assert not same_partition(reference, cut), "k-means should move this cut, else the test proves nothing"
 
