@@ -197,7 +197,8 @@ def _rerank(chunk: torch.Tensor, W: torch.Tensor, candidates: tuple[Any, Any], b
     if cpu:
         position = np.concatenate([position, np.repeat(np.arange(n_near), k)])
         unit = np.concatenate([unit, best[near_rows].reshape(-1)])
-        exact = distance.exact_pairs(chunk[torch.from_numpy(near_rows[position])].to(W.dtype), W[torch.from_numpy(unit)]).numpy()
+        near_samples = chunk[torch.from_numpy(near_rows)].to(W.dtype)  # converted once per row, not per pair
+        exact = distance.exact_pairs(near_samples[torch.from_numpy(position)], W[torch.from_numpy(unit)]).numpy()
         order = np.lexsort((unit, exact, position))  # by row, then exact value, then index
         counts = np.bincount(position, minlength=n_near)
         starts = np.cumsum(counts) - counts
@@ -205,7 +206,7 @@ def _rerank(chunk: torch.Tensor, W: torch.Tensor, candidates: tuple[Any, Any], b
     else:
         position = torch.cat([position, torch.arange(n_near, device=W.device).repeat_interleave(k)])
         unit = torch.cat([unit, best[near_rows].reshape(-1)])
-        exact = distance.exact_pairs(chunk[near_rows[position]].to(W.dtype), W[unit])
+        exact = distance.exact_pairs(chunk[near_rows].to(W.dtype)[position], W[unit])
         order = torch.argsort(unit, stable=True)  # lexicographic (row, exact value, unit) by three stable sorts
         order = order[torch.argsort(exact[order], stable=True)]
         order = order[torch.argsort(position[order], stable=True)]
