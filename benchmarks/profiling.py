@@ -21,6 +21,7 @@ from typing import Callable, Iterator, Optional
 from pipeline.outputs.atomic import write_text_atomic
 
 from .peers import train_somtorch
+from .workloads import VARIANT_SWITCHES
 from .worker import add_schedule_start, synchronizer, warm_up, load_inputs, workload_from_spec
 
 logger = logging.getLogger(__name__)
@@ -54,21 +55,19 @@ def _cuda_profile(run: Callable[[], None]) -> str:
 
 @contextmanager
 def variant_switches(variant: Optional[str]) -> Iterator[None]:
-    """Set, in this process, the somtorch switch that ``run.VARIANT_ENVIRONMENT`` sets in a worker's environment
-    for ``variant`` (``unfused``: batch.FUSED_BMU_SEARCH = "never"; ``tf32x3``: _fused_batch.FP32_PRODUCTS)."""
-    switches = {"unfused": ("somtorch.batch", "FUSED_BMU_SEARCH", "never"),
-                "tf32x3": ("somtorch._fused_batch", "FP32_PRODUCTS", "tf32x3")}
-    if variant not in switches:
+    """Set, in this process, the somtorch switch of ``variant`` (``workloads.VARIANT_SWITCHES``), which the
+    benchmark's workers get through their environment; restored after the block."""
+    switch = VARIANT_SWITCHES.get(variant)
+    if switch is None:
         yield
         return
-    module_name, name, value = switches[variant]
-    module = importlib.import_module(module_name)
-    previous = getattr(module, name)
-    setattr(module, name, value)
+    module = importlib.import_module(switch.module)
+    previous = getattr(module, switch.attribute)
+    setattr(module, switch.attribute, switch.value)
     try:
         yield
     finally:
-        setattr(module, name, previous)
+        setattr(module, switch.attribute, previous)
 
 
 def profile_workloads(names: list[str], device: str, quick: bool, results_dir: Path) -> list[Path]:

@@ -42,7 +42,7 @@ from tqdm.auto import tqdm
 from benchmarks.busy import competitor, slowdown
 from benchmarks.peers import PEERS, get_peer
 from benchmarks.report import cpu_targets, cuda_targets, render_markdown
-from benchmarks.workloads import TF32_WORKLOAD, WORKLOADS, Entry, Workload, resolve_workloads
+from benchmarks.workloads import TF32_WORKLOAD, VARIANT_SWITCHES, WORKLOADS, Entry, Workload, resolve_workloads
 from pipeline.outputs.atomic import write_json_atomic, write_text_atomic
 
 logger = logging.getLogger(__name__)
@@ -54,7 +54,6 @@ SLOW_RUN_S = 20.0  # a run slower than this is not repeated
 TTQ_TIME_CAP_S = 60.0  # summed training time after which a library's time-to-quality sweep stops
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 # Environment of a worker per entry variant: somtorch's fused CUDA BMU search off, or with three-TF32 products.
-VARIANT_ENVIRONMENT = {"unfused": {"SOMTORCH_FUSED_BMU_SEARCH": "never"}, "tf32x3": {"SOMTORCH_FUSED_FP32_PRODUCTS": "tf32x3"}}
 
 
 def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
@@ -144,7 +143,8 @@ class WorkerPool:
         log = stem.with_suffix(".log")
         command = [sys.executable, "-m", "benchmarks.worker", str(stem.with_suffix(".spec.json"))]
         variant = (fields.get("entry") or {}).get("variant")
-        env = {**self.env, **VARIANT_ENVIRONMENT.get(variant, {})}
+        switch = VARIANT_SWITCHES.get(variant)
+        env = {**self.env, **({switch.environment: switch.value} if switch else {})}
         try:
             with log.open("w") as sink:
                 finished = subprocess.run(command, cwd=self.scratch, env=env, stdout=sink, stderr=subprocess.STDOUT, timeout=self.timeout)

@@ -23,6 +23,23 @@ GENERATION_ROWS = 1 << 18  # rows generated per block, so generation never holds
 
 
 @dataclass(frozen=True)
+class VariantSwitch:
+    """The somtorch module switch a somtorch variant sets: ``module.attribute = value``, read at import from the
+    environment variable ``environment`` (set in a worker's environment; set in-process by the profiler)."""
+
+    module: str
+    attribute: str
+    environment: str
+    value: str
+
+
+VARIANT_SWITCHES = {
+    "unfused": VariantSwitch("somtorch.batch", "FUSED_BMU_SEARCH", "SOMTORCH_FUSED_BMU_SEARCH", "never"),
+    "tf32x3": VariantSwitch("somtorch._fused_batch", "FP32_PRODUCTS", "SOMTORCH_FUSED_FP32_PRODUCTS", "tf32x3"),
+}
+
+
+@dataclass(frozen=True)
 class Entry:
     """One library run in a workload.
 
@@ -31,8 +48,7 @@ class Entry:
     mini-batch library with batch_size 1 runs one epoch over the first ``budget`` rows) or ``epochs``.
     ``variant``: a somtorch input variant (``chunks``: a list of row blocks; ``host_stream``: host data streamed to
     the GPU through pinned buffers; ``unfused``: the chunked BMU search of somtorch.bmu instead of the fused CUDA
-    kernel; ``tf32x3``: the fused kernel with three-TF32 float32 products; both set in the worker's environment by
-    ``benchmarks.run.VARIANT_ENVIRONMENT``). ``slow``: runs only with ``--slow-peers``. ``schedule``: the batch map's
+    kernel; ``tf32x3``: the fused kernel with three-TF32 float32 products; both by ``VARIANT_SWITCHES``). ``slow``: runs only with ``--slow-peers``. ``schedule``: the batch map's
     start and σ schedule, None for XPySom's default (random start, std_coeff 0.5, exponential σ) or ``pca3``
     (somtorch's PCA plane handed to both maps, σ = 3, asymptotic decay, XPySom with std_coeff 1; see
     :mod:`benchmarks.peers`). Mode ``qe``: one quantization error of a fixed map over all rows (unit

@@ -1,6 +1,8 @@
 """The benchmark harness: a quick run end to end, and the parts its numbers rest on (data, scorer, memory, schedule)."""
 from __future__ import annotations
 
+import importlib
+import inspect
 import json
 import os
 import subprocess
@@ -14,7 +16,7 @@ from benchmarks.busy import competitor, slowdown
 from benchmarks.memory import current_rss_bytes, peak_rss_bytes, reset_peak_rss
 from benchmarks.peers import PEERS, ExponentialDecay, Inputs, batch_sigma, get_quantizer, pca_plane, train_somtorch
 from benchmarks.report import busy_targets
-from benchmarks.workloads import Entry
+from benchmarks.workloads import VARIANT_SWITCHES, Entry
 from benchmarks.scoring import score_map
 from benchmarks.workloads import make_blobs
 
@@ -222,3 +224,14 @@ def test_quick_busy_run_of_the_second_schedule_and_qe(tmp_path: Path) -> None:
     assert statuses["QE qe busy: somtorch slowdown ≤ best peer's"] in ("PASS", "MISS")
     assert statuses["W2pca batch: epoch ≤ 1.2 × bare distance floor"] in ("PASS", "MISS")
     assert "Busy machine" in out.with_suffix(".md").read_text()
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANT_SWITCHES))
+def test_variant_switches_name_a_somtorch_switch_and_its_environment_variable(variant: str) -> None:
+    switch = VARIANT_SWITCHES[variant]
+    try:
+        module = importlib.import_module(switch.module)
+    except ImportError as error:  # somtorch._fused_batch needs Triton
+        pytest.skip(f"{switch.module} does not import here: {error}")
+    assert hasattr(module, switch.attribute)
+    assert f'os.environ.get("{switch.environment}"' in inspect.getsource(module)
