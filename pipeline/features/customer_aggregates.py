@@ -7,8 +7,8 @@ contract, in input order) is reduced to three partial tables, and each table is 
 ``concat`` + ``group_by(keys)`` + sum/min/max. What it holds grows with customers and visits, never with rows:
 
 - ``lines``, keyed by customerID: line count, first and last day, purchase-line count, spend and Σ log price over
-  purchase lines, the numerators of every share (returns, free items, weekend, Wednesday, promo, the six loyalty
-  tokens, the three product families) and Σ Age;
+  purchase lines, the numerators of every share (returns, free items, weekend, Wednesday, festive season, promo,
+  the six loyalty tokens, the three product families) and Σ Age;
 - ``visits``: the distinct (customerID, store_code, day, till_no, transaction_number_by_till), because a basket's
   lines may lie in two chunks and a customer's in many, so visits are counted only at the end;
 - ``profile``, keyed by (customerID, store_code, Gender, state key, PIN prefix): line counts. It gives the modes
@@ -38,6 +38,7 @@ import polars as pl
 
 from pipeline.features.feature_sets import (
     BIGBAZAAR_CUSTOMER_COLUMNS,
+    FESTIVE_MONTHS,
     LOYALTY_TOKENS,
     N_ROWS,
     PIN_RANGE,
@@ -70,6 +71,7 @@ LINE_SHARES = (
     ("free_item_share", "n_free"),
     ("weekend_share", "n_weekend"),
     ("wednesday_share", "n_wednesday"),
+    ("festive_share", "n_festive"),
     ("promo_share", "n_promo"),
     *((f"share_{token}", f"n_{token}") for token in LOYALTY_TOKENS),
     *((f"share_{family}", f"n_{family}") for family in PRODUCT_FAMILIES),
@@ -304,6 +306,7 @@ def _line_columns(chunk: pl.DataFrame) -> pl.DataFrame:
         (price == 0).alias("n_free"),
         (weekday >= SATURDAY).alias("n_weekend"),
         (weekday == WEDNESDAY).alias("n_wednesday"),
+        pl.col("transactionDate").dt.month().is_in(list(FESTIVE_MONTHS)).alias("n_festive"),
         (pl.col("promo_code") != 0).alias("n_promo"),
         *(token_flag_expr(pl.col("discountUsed"), token).alias(f"n_{token}") for token in LOYALTY_TOKENS),
         *((family == name).alias(f"n_{name}") for name in PRODUCT_FAMILIES),
@@ -312,7 +315,7 @@ def _line_columns(chunk: pl.DataFrame) -> pl.DataFrame:
 
 def _line_partial(lines: pl.DataFrame) -> pl.DataFrame:
     """One chunk's per-customer line statistics (the ``lines`` table's columns)."""
-    counts = ["purchase", "n_return", "n_free", "n_weekend", "n_wednesday", "n_promo",
+    counts = ["purchase", "n_return", "n_free", "n_weekend", "n_wednesday", "n_festive", "n_promo",
               *(f"n_{token}" for token in LOYALTY_TOKENS), *(f"n_{family}" for family in PRODUCT_FAMILIES)]
     return lines.group_by(ID).agg(
         pl.col(DAY).min().alias("first_day"),

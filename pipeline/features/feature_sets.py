@@ -47,7 +47,8 @@ and applied unchanged to new data), how the units are built and which encoders t
   - ``return_share`` (lines with a negative amount or quantity), ``free_item_share`` (other lines with amount
     0), ``weekend_share`` (lines on Saturday or Sunday): shares of the customer's lines.
 
-  Big Bazaar adds ``wednesday_share`` (its weekly deal day), ``promo_share``, ``share_<token>`` for the six
+  Big Bazaar adds ``wednesday_share`` (its weekly deal day), ``festive_share`` (lines in its festive season,
+  ``FESTIVE_MONTHS``: October and November), ``promo_share``, ``share_<token>`` for the six
   loyalty tokens and ``share_<family>`` for the three product families (shares of lines), the address flags
   ``out_of_state_share`` (lines whose home State, spelling-normalised, is known and differs from the store's
   state) and ``pin_outside_city_share`` (lines whose valid PIN prefix, the first 3 digits, differs from the
@@ -117,6 +118,9 @@ LOG_COLUMNS = (
 )
 DAYS_PER_MONTH = 365.25 / 12
 WEDNESDAY, SATURDAY = 2, 5  # pandas dayofweek, Monday = 0
+# Big Bazaar's festive season: October and November (Navratri, Dussehra, Diwali), its busiest sales months. In the
+# real cproducts.csv, lines per month double from September to October 2015 (240 -> 481).
+FESTIVE_MONTHS = (10, 11)
 PIN_RANGE = (100_000, 899_999)  # six-digit Indian PIN codes; a leading 9 is the army postal service
 
 
@@ -459,9 +463,9 @@ def _bigbazaar_customer_units(
     codes, customers = customer_codes(clean, schema)
     n_customers = len(customers)
     sources = units.sources
-    sources["wednesday_share"] = _per_customer_share(
-        codes, pd.to_datetime(clean["transactionDate"]).dt.day_of_week.to_numpy() == WEDNESDAY, n_customers
-    )
+    dates = pd.to_datetime(clean["transactionDate"]).dt
+    sources["wednesday_share"] = _per_customer_share(codes, dates.day_of_week.to_numpy() == WEDNESDAY, n_customers)
+    sources["festive_share"] = _per_customer_share(codes, np.isin(dates.month.to_numpy(), FESTIVE_MONTHS), n_customers)
     sources["promo_share"] = _per_customer_share(codes, clean["promo_code"].to_numpy() != 0, n_customers)
     tokens = TokenSetEncoder("discountUsed", LOYALTY_TOKENS).encode(clean["discountUsed"])
     for token, shares in zip(LOYALTY_TOKENS, _per_customer_mean(codes, tokens, n_customers).T):

@@ -68,6 +68,8 @@ KNOWN_FEATURES: dict[str, FeatureLabel] = {
     "return_share": FeatureLabel("return share", SHARE, "Frequent returns", "No returns"),
     "free_item_share": FeatureLabel("free-item share", SHARE, "Many free items", "Few free items"),
     "wednesday_share": FeatureLabel("Wednesday share", SHARE, "Wednesday shoppers", "Rarely on Wednesdays"),
+    "festive_share": FeatureLabel("festive-season share (Oct-Nov)", SHARE, "Festive-season shoppers",
+                                  "Rarely in the festive season"),
     "visit_rate": FeatureLabel("visits per month", COUNT, "Regular visitors", "Occasional visitors"),
     "lines_per_visit": FeatureLabel("lines per visit", COUNT, "Big baskets", "Small baskets"),
     "typical_price": FeatureLabel("typical price", MONEY, "Pricey items", "Cheap items"),

@@ -227,3 +227,23 @@ def test_hit_means_are_checked(sparse_map, case, message):
         means[np.unravel_index(np.flatnonzero(hits.ravel() > 0)[0], hits.shape)] = np.nan
     with pytest.raises(ValueError, match=message):
         cluster_neurons(weights, method="ward", n_clusters=3, hits=None if case == "no_hits" else hits, hit_means=means)
+
+
+def test_kmeans_refinement_runs_on_one_thread_and_restores_the_caller_s_threads(
+    sparse_map: tuple, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from threadpoolctl import threadpool_info
+
+    seen: list[list[int]] = []
+    fit = KMeans.fit
+
+    def recording_fit(self: KMeans, *args: object, **kwargs: object) -> KMeans:
+        seen.append([library["num_threads"] for library in threadpool_info()])
+        return fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(KMeans, "fit", recording_fit)
+    before = [library["num_threads"] for library in threadpool_info()]
+    weights, hits = sparse_map
+    cluster_neurons(weights, method="hit_weighted_ward", n_clusters=3, hits=hits, refine="kmeans")
+    assert seen and all(counts and set(counts) == {1} for counts in seen)
+    assert [library["num_threads"] for library in threadpool_info()] == before

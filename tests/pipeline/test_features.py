@@ -136,6 +136,7 @@ def expected_customer_sources(clean: pd.DataFrame, reference: pd.Timestamp, cust
             "free_item_share": (price == 0).mean(),
             "weekend_share": days.dt.day_of_week.isin([5, 6]).mean(),
             "wednesday_share": (days.dt.day_of_week == 2).mean(),
+            "festive_share": days.dt.month.isin([10, 11]).mean(),
             "promo_share": (group["promo_code"] != 0).mean(),
             **{f"share_{t}": group["discountUsed"].str.split(",").apply(lambda s, t=t: t in s).mean() for t in TOKENS},
             "share_fmcg": (digits <= 9).mean(),
@@ -308,6 +309,7 @@ def test_customer_aggregation_hand_computed():
         "free_item_share": [0.0, 0.0, 0.5],
         "weekend_share": [0.0, 1 / 3, 0.5],
         "wednesday_share": [1.0, 0.0, 0.5],
+        "festive_share": [0.0, 0.0, 0.0],  # all lines in January and February
         "promo_share": [1.0, 1 / 3, 0.0],
         "share_FuturePrivilegeClub": [0.0, 0.0, 0.0],
         "share_FGShoppingFest": [0.0, 0.0, 0.0],
