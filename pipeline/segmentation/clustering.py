@@ -19,12 +19,10 @@ A row's segment is the segment of its BMU (``assign_rows``).
 """
 from __future__ import annotations
 
-import functools
 import logging
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -52,26 +50,12 @@ DISTANCE_CHUNK_ROWS = 1024
 # 10 starts 0.828 / 0.849, 50 starts 0.848 / 0.852 (100: 0.842 on 0–2), measured before the festive-season share;
 # the cluster stage takes about 0.4 s.
 KMEANS_RESTARTS = 50
-
-
-Function = TypeVar("Function", bound=Callable[..., Any])
-
-
-def _single_threaded(function: Function) -> Function:
-    """Run ``function`` with OpenMP and BLAS limited to one thread (threadpoolctl).
-
-    The clustering works on at most a few thousand neurons, where sklearn's OpenMP threads (k-means) and BLAS
-    threads gain nothing; on a machine that other processes keep busy (a multirun's parallel jobs, a shared
-    server) those threads spin for whole time slices. Measured on the 2-core VM, 400 neurons, k = 2..12 with
-    51 k-means runs each: 0.46 s quiet with 2 threads, 0.44 s with one; beside two busy processes 36.6 s with
-    2 threads, 0.43 s with one.
-    """
-    @functools.wraps(function)
-    def run_single_threaded(*args: Any, **kwargs: Any) -> Any:
-        with threadpool_limits(limits=1):
-            return function(*args, **kwargs)
-
-    return run_single_threaded  # type: ignore[return-value]
+# cluster_neurons runs with OpenMP and BLAS limited to one thread (threadpoolctl). It works on at most a few thousand
+# neurons, where sklearn's OpenMP threads (k-means) and BLAS threads gain nothing; on a machine that other processes
+# keep busy (a multirun's parallel jobs, a shared server) those threads spin for whole time slices. Measured on the
+# 2-core VM, 400 neurons, k = 2..12 with 51 k-means runs each: 0.46 s quiet with 2 threads, 0.44 s with one; beside
+# two busy processes 36.6 s with 2 threads, 0.4-0.9 s with one.
+SINGLE_THREADED = threadpool_limits.wrap(limits=1)
 
 
 @dataclass(frozen=True)
@@ -127,7 +111,7 @@ class _Cut:
     cut_height: float
 
 
-@_single_threaded
+@SINGLE_THREADED
 def cluster_neurons(
     weights: np.ndarray,
     *,
