@@ -12,12 +12,13 @@ N × M matrix is ever held.
 from __future__ import annotations
 
 import logging
-from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
+
+from somtorch._inputs import matmul_precision
 
 logger = logging.getLogger(__name__)
 
@@ -31,17 +32,6 @@ class MapScore:
 
     quantization_error: float
     topographic_error: float
-
-
-@contextmanager
-def exact_float32_matmul() -> Iterator[None]:
-    """Full float32 CUDA matrix products (TF32 off) inside the block, whatever the caller set."""
-    previous = torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = False
-    try:
-        yield
-    finally:
-        torch.backends.cuda.matmul.allow_tf32 = previous
 
 
 def _as_tensor(data: Any, device: torch.device) -> torch.Tensor:
@@ -61,7 +51,7 @@ def best_two_units(data: Any, weights: np.ndarray, device: str = "cpu") -> torch
     squared_norms = (flat.double() ** 2).sum(1).float()  # [M]
     rows = max(1, SCORE_BLOCK_BYTES // (flat.shape[0] * 4))
     ranked = torch.empty((data.shape[0], 2), dtype=torch.long, device=target)
-    with exact_float32_matmul():
+    with matmul_precision(allow_tf32=False):  # full float32 CUDA products, whatever the caller set
         for start in range(0, data.shape[0], rows):
             block = _as_tensor(data[start : start + rows], target)  # [B, D]
             scores = torch.addmm(squared_norms, block, flat.T, beta=1, alpha=-2)  # [B, M]
